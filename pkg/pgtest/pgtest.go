@@ -1,0 +1,84 @@
+// Package pgtest gives each test its own freshly migrated PostgreSQL
+// database, dropped at cleanup, so tests run in parallel and leave nothing.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/vomosync/vomosync/pkg/postgres"
+)
+
+// AdminURL is the server tests create databases on (PGTEST_URL overrides).
+func AdminURL() string {
+	if u := os.Getenv("PGTEST_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// DB is one test database.
+type DB struct {
+	Pool *pgxpool.Pool
+	URL  string
+	Name string
+}
+
+// New creates, migrates and returns a database for t. A missing server fails
+// the test with a message saying what to start; it is never skipped.
+func New(t testing.TB) *DB {
+	t.Helper()
+	db := NewEmpty(t)
+	if _, err := postgres.Migrate(context.Background(), db.Pool); err != nil {
+		t.Fatalf("pgtest: migrate %s: %v", db.Name, err)
+	}
+	return db
+}
+
+// NewEmpty creates a database without running migrations.
+func NewEmpty(t testing.TB) *DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("pgtest: PostgreSQL is not reachable at %s (start it: pg_ctlcluster --skip-systemctl-redirect 15 main start): %v", AdminURL(), err)
+	}
+	defer admin.Close(context.Background())
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "vstest_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	u, _ := url.Parse(AdminURL())
+	u.Path = "/" + name
+	dbURL := u.String()
+	pool, err := postgres.Connect(ctx, postgres.Settings{URL: dbURL, MaxConns: 8, ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(cctx, AdminURL())
+		if err != nil {
+			t.Logf("pgtest: cleanup connect: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(cctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("pgtest: drop %s: %v", name, err)
+		}
+	})
+	return &DB{Pool: pool, URL: dbURL, Name: name}
+}
