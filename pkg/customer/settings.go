@@ -77,7 +77,7 @@ type Settings struct {
 	Cadences        map[string]Duration `json:"cadences,omitempty"`
 	Overlap         Duration            `json:"overlap,omitempty"`
 	Settle          Duration            `json:"settle,omitempty"`
-	BudgetPerMinute int                 `json:"budget_per_minute,omitempty"`
+	BudgetPerMinute int                 `json:"budget_per_minute,omitempty"` // -1 = unlimited
 	BudgetBurst     int                 `json:"budget_burst,omitempty"`
 	RetryAfterCap   Duration            `json:"retry_after_cap,omitempty"`
 	Recovery        Recovery            `json:"recovery"`
@@ -188,8 +188,8 @@ func (s Settings) Validate() error {
 	if s.Overlap < 0 || s.Settle < 0 {
 		errs = append(errs, "overlap/settle: must not be negative")
 	}
-	if s.BudgetPerMinute < 0 || s.BudgetBurst < 0 {
-		errs = append(errs, "budget_per_minute/budget_burst: must not be negative")
+	if s.BudgetPerMinute < -1 || s.BudgetBurst < 0 {
+		errs = append(errs, "budget_per_minute: -1 (unlimited) or more; budget_burst: not negative")
 	}
 	switch s.Recovery.Strategy {
 	case "", RecoverRestoreBackup, RecoverEpoch, RecoverWindow, RecoverHold:

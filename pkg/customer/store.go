@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -104,7 +105,27 @@ func (s *Store) Add(ctx context.Context, n New) error {
 	if err != nil {
 		return fmt.Errorf("insert customer %s: %w", n.ID, err)
 	}
+	if err := s.initCheckpoints(ctx, n.ID, n.Resources); err != nil {
+		return err
+	}
 	return s.syncSchedules(ctx, n.ID, n.Resources, n.Settings.Effective())
+}
+
+// initCheckpoints starts newly enabled resources at epoch (an initial
+// backfill). A checkpoint row that disappears later is a lost checkpoint,
+// which the poller handles by the customer's recovery strategy, never by
+// silently starting over.
+func (s *Store) initCheckpoints(ctx context.Context, id string, resources []string) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO vomosync.checkpoints (customer_id, resource, position)
+		SELECT $1, r, 'epoch' FROM unnest($2::text[]) AS r ON CONFLICT DO NOTHING`, id, resources)
+	if err != nil {
+		return fmt.Errorf("init checkpoints of %s: %w", id, err)
+	}
+	_, err = s.db.Exec(ctx, `INSERT INTO vomosync.api_budgets (customer_id, tokens) VALUES ($1, 1e9) ON CONFLICT DO NOTHING`, id)
+	if err != nil {
+		return fmt.Errorf("init budget of %s: %w", id, err)
+	}
+	return nil
 }
 
 // syncSchedules makes sure every enabled resource has its poll and
@@ -232,6 +253,19 @@ func (s *Store) SetSettings(ctx context.Context, id string, resources []string, 
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode settings: %w", err)
+	}
+	prev, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	var added []string
+	for _, r := range resources {
+		if !slices.Contains(prev.Resources, r) {
+			added = append(added, r)
+		}
+	}
+	if err := s.initCheckpoints(ctx, id, added); err != nil {
+		return err
 	}
 	tag, err := s.db.Exec(ctx, `UPDATE vomosync.customers SET settings = $2, resources = $3, updated_at = now() WHERE id = $1`, id, b, resources)
 	if err != nil {
