@@ -1,0 +1,88 @@
+// Package contract is what the deployment files promise each vomosync binary:
+// the environment it reads, the secrets among it, and the network it needs.
+// The compose check and the Kubernetes policy tests hold the manifests to it,
+// so a variable added here and forgotten in a manifest fails validation.
+package contract
+
+// Ports the binaries listen on or dial.
+const (
+	AdminPort    = 8081 // /metrics /healthz /readyz on every binary
+	ConsolePort  = 8080
+	SimPort      = 8090
+	PostgresPort = 5432
+	NATSPort     = 4222
+	OTLPPort     = 4318 // OTLP/HTTP to the collector (Jaeger in compose)
+	HTTPSPort    = 443  // the VOMO API
+	DNSPort      = 53
+)
+
+// Binary is one deployable.
+type Binary struct {
+	Name string
+	// Module is the Dockerfile's SERVICE argument.
+	Module string
+	// Env must be set (from config or secret); Secrets is the subset that
+	// must come from a secret store, never a literal in a manifest.
+	Env     []string
+	Secrets []string
+	// Egress lists the TCP ports it dials besides DNS.
+	Egress []int
+	// OneShot binaries run to completion (the migration) and have no probes.
+	OneShot bool
+}
+
+var common = []string{"LOG_LEVEL", "ADMIN_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "DATABASE_URL", "NATS_URL", "JS_REPLICAS", "JS_DUPLICATE_WINDOW"}
+
+func with(extra ...string) []string { return append(append([]string{}, common...), extra...) }
+
+// Binaries lists every image the Dockerfile builds.
+var Binaries = []Binary{
+	{
+		Name: "poller", Module: "services/poller",
+		Env:     with("VOMOSYNC_KEK", "POLLER_CONCURRENCY", "POLLER_LEASE"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
+		Egress:  []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+	},
+	{
+		Name: "processor", Module: "services/processor",
+		Env:     with("PROCESSOR_BATCH_SIZE", "PROCESSOR_WORKERS", "PROCESSOR_DRAIN_TIMEOUT"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL"},
+		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+	},
+	{
+		Name: "reconciler", Module: "services/reconciler",
+		Env:     with("VOMOSYNC_KEK", "RECONCILER_GAP_THRESHOLD"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
+		Egress:  []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+	},
+	{
+		Name: "console", Module: "services/console",
+		Env:     with("CONSOLE_ADDR", "CONSOLE_SESSION_KEY"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL", "CONSOLE_SESSION_KEY"},
+		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+	},
+	{
+		// The VOMO API simulator: dev and demo only, needs no database or NATS.
+		Name: "vomosim", Module: "services/vomosim",
+		Env:    []string{"LOG_LEVEL", "ADMIN_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "SIM_ADDR", "SIM_SCENARIO"},
+		Egress: []int{OTLPPort},
+	},
+	{
+		// `syncctl migrate`: schema migrations and JetStream streams, then exit.
+		Name: "migrate", Module: "cmd/syncctl",
+		Env:     with("VOMOSYNC_KEK"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
+		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+		OneShot: true,
+	},
+}
+
+// Lookup returns the binary called name.
+func Lookup(name string) (Binary, bool) {
+	for _, b := range Binaries {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Binary{}, false
+}
