@@ -41,6 +41,7 @@ type Poller struct {
 	DuePairs           prometheus.Gauge
 	CustomerPaused     *prometheus.GaugeVec
 	DueDelay           prometheus.Histogram
+	LastSuccess        *prometheus.GaugeVec
 }
 
 // NewPoller registers the poller's metrics on reg.
@@ -70,9 +71,13 @@ func NewPoller(reg prometheus.Registerer) *Poller {
 			Help: "1 when a customer is paused (bad token, operator), by reason."}, []string{LCustomer, LReason}),
 		DueDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "poller_due_delay_seconds",
 			Help: "Time from a pair being due to its cycle starting.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		// A quiet resource's checkpoint does not move, so "polling silent"
+		// needs the last success too, not only the last advance.
+		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "poll_last_success_timestamp_seconds",
+			Help: "Unix time the last successful poll cycle finished."}, cr),
 	}
 	reg.MustRegister(m.Cycles, m.RecordsSeen, m.RecordsPublished, m.Requests, m.CycleDuration, m.CheckpointLag,
-		m.CheckpointAdvanced, m.LastCycle, m.Cadence, m.DuePairs, m.CustomerPaused, m.DueDelay)
+		m.CheckpointAdvanced, m.LastCycle, m.Cadence, m.DuePairs, m.CustomerPaused, m.DueDelay, m.LastSuccess)
 	return m
 }
 
