@@ -68,11 +68,12 @@ var Binaries = []Binary{
 		Egress: []int{OTLPPort},
 	},
 	{
-		// `syncctl migrate`: schema migrations and JetStream streams, then exit.
+		// `syncctl migrate`: applies the Postgres migrations, then exits. It
+		// runs as the schema owner, the services as DML-only roles.
 		Name: "migrate", Module: "cmd/syncctl",
-		Env:     with("VOMOSYNC_KEK"),
-		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
-		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+		Env:     []string{"DATABASE_URL"},
+		Secrets: []string{"DATABASE_URL"},
+		Egress:  []int{PostgresPort},
 		OneShot: true,
 	},
 }
