@@ -27,6 +27,11 @@ type Binary struct {
 	Secrets []string
 	// Egress lists the TCP ports it dials besides DNS.
 	Egress []int
+	// Ingress lists the TCP ports others call, besides the admin port.
+	Ingress []int
+	// DrainEnv names the variable bounding its graceful stop, if any: the
+	// termination grace period must outlast it.
+	DrainEnv string
 	// OneShot binaries run to completion (the migration) and have no probes.
 	OneShot bool
 }
@@ -45,9 +50,10 @@ var Binaries = []Binary{
 	},
 	{
 		Name: "processor", Module: "services/processor",
-		Env:     with("PROCESSOR_BATCH_SIZE", "PROCESSOR_WORKERS", "PROCESSOR_DRAIN_TIMEOUT"),
-		Secrets: []string{"DATABASE_URL", "NATS_URL"},
-		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+		Env:      with("PROCESSOR_BATCH_SIZE", "PROCESSOR_WORKERS", "PROCESSOR_DRAIN_TIMEOUT"),
+		Secrets:  []string{"DATABASE_URL", "NATS_URL"},
+		Egress:   []int{PostgresPort, NATSPort, OTLPPort},
+		DrainEnv: "PROCESSOR_DRAIN_TIMEOUT",
 	},
 	{
 		Name: "reconciler", Module: "services/reconciler",
@@ -60,12 +66,14 @@ var Binaries = []Binary{
 		Env:     with("CONSOLE_ADDR", "CONSOLE_SESSION_KEY"),
 		Secrets: []string{"DATABASE_URL", "NATS_URL", "CONSOLE_SESSION_KEY"},
 		Egress:  []int{PostgresPort, NATSPort, OTLPPort},
+		Ingress: []int{ConsolePort},
 	},
 	{
 		// The VOMO API simulator: dev and demo only, needs no database or NATS.
 		Name: "vomosim", Module: "services/vomosim",
-		Env:    []string{"LOG_LEVEL", "ADMIN_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "SIM_ADDR", "SIM_SCENARIO"},
-		Egress: []int{OTLPPort},
+		Env:     []string{"LOG_LEVEL", "ADMIN_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "SIM_ADDR", "SIM_SCENARIO"},
+		Egress:  []int{OTLPPort},
+		Ingress: []int{SimPort},
 	},
 	{
 		// `syncctl migrate`: applies the Postgres migrations, then exits. It
