@@ -1,0 +1,88 @@
+// Command vomosim serves the VOMO API simulator (/v1/...) and its control
+// surface (/admin/...) over HTTP. Wiring only; the simulator is package sim.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vomosync/vomosync/pkg/config"
+	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/services/vomosim/sim"
+)
+
+// Config is the simulator's environment.
+type Config struct {
+	Addr     string `env:"SIM_ADDR" envDefault:":8090"`
+	Scenario string `env:"SIM_SCENARIO"`
+	// Seed and BaseURL override the scenario's when set.
+	Seed     int64  `env:"SIM_SEED"`
+	BaseURL  string `env:"SIM_BASE_URL"`
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Validate checks the log level the way every service does.
+func (c Config) Validate() error {
+	return config.Common{LogLevel: c.LogLevel}.Validate()
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "vomosim:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Parse[Config]()
+	if err != nil {
+		return err
+	}
+	log := logging.New("vomosim", cfg.LogLevel, nil)
+
+	var sc sim.Scenario
+	if cfg.Scenario != "" {
+		if sc, err = sim.LoadScenario(cfg.Scenario); err != nil {
+			return err
+		}
+	}
+	opts := sc.Options()
+	if cfg.Seed != 0 {
+		opts.Seed = cfg.Seed
+	}
+	if cfg.BaseURL != "" {
+		opts.BaseURL = cfg.BaseURL
+	}
+	s := sim.New(opts)
+	start := time.Now()
+	if err := s.Apply(ctx, sc); err != nil {
+		return err
+	}
+	log.Info().Str("scenario", cfg.Scenario).Int("customers", len(sc.Customers)).
+		Int64(logging.FDurationMS, time.Since(start).Milliseconds()).Msg("scenario loaded")
+
+	srv := &http.Server{Addr: cfg.Addr, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info().Str("addr", cfg.Addr).Msg("serving")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", cfg.Addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
