@@ -8,7 +8,7 @@ import (
 // Rates drive background changes of one resource, in events per second.
 type Rates struct {
 	// Resource the changes apply to; default users.
-	Resource string `json:"resource" yaml:"resource"`
+	Resource string  `json:"resource" yaml:"resource"`
 	Creates  float64 `json:"creates" yaml:"creates"`
 	Updates  float64 `json:"updates" yaml:"updates"`
 	Deletes  float64 `json:"deletes" yaml:"deletes"`

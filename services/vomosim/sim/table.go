@@ -19,9 +19,9 @@ type row struct {
 }
 
 const (
-	flagDeleted uint16 = 1 << iota
-	flagLeft           // user whose membership was removed but who stays listed
-	flagOrgDeleted     // organization with deleted_at set
+	flagDeleted    uint16 = 1 << iota
+	flagLeft              // user whose membership was removed but who stays listed
+	flagOrgDeleted        // organization with deleted_at set
 )
 
 // table is one resource of one customer. Ids are dense from base, so a row
