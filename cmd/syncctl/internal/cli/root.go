@@ -61,10 +61,7 @@ func Execute(ctx context.Context, version string, args []string, in io.Reader, o
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.SetArgs(args)
-	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd())
-	for _, extra := range extraCommands {
-		root.AddCommand(extra(a))
-	}
+	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd(), a.demoCmd())
 	err := root.ExecuteContext(ctx)
 	switch {
 	case err == nil:
@@ -79,9 +76,6 @@ func Execute(ctx context.Context, version string, args []string, in io.Reader, o
 		return ExitError
 	}
 }
-
-// extraCommands lets other files of this package register commands.
-var extraCommands []func(*app) *cobra.Command
 
 func isUsage(err error) bool {
 	s := err.Error()
