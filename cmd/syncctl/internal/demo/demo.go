@@ -45,8 +45,8 @@ type Config struct {
 
 // Demo is one run.
 type Demo struct {
-	Cfg Config
-	Out io.Writer
+	Cfg   Config
+	Out   io.Writer
 	procs []*exec.Cmd
 }
 
