@@ -61,7 +61,7 @@ func Execute(ctx context.Context, version string, args []string, in io.Reader, o
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.SetArgs(args)
-	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd(), a.demoCmd())
+	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd(), a.demoCmd(), a.costCmd(), a.checkpointCmd())
 	err := root.ExecuteContext(ctx)
 	switch {
 	case err == nil:
