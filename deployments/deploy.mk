@@ -54,7 +54,7 @@ validate-k8s: k8s-render $(DEPLOY_SCHEMA_STAMP) ## kubeconform -strict every ren
 	done
 
 validate-deploy-rules: ## Go tests of the manifests' promises: probes, limits, grace periods, PDBs, network policies, scaling, NATS permissions
-	@$(DEPLOY_GO) -C $(DEPLOY_DIR)/tools test ./...
+	@$(DEPLOY_GO) -C $(DEPLOY_DIR)/tools test -count=1 ./...
 
 deploy-schemas: $(DEPLOY_SCHEMA_STAMP) ## Generate the strict JSON schemas kubeconform uses (offline, from Go modules)
 
