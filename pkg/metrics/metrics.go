@@ -167,6 +167,8 @@ type Reconciler struct {
 	RunDuration   *prometheus.HistogramVec
 	RedrivenDLQ   *prometheus.CounterVec
 	UntrustedRuns *prometheus.CounterVec
+	Requests      *prometheus.CounterVec
+	Pending       *prometheus.GaugeVec
 }
 
 // NewReconciler registers the reconciler's metrics on reg.
@@ -200,8 +202,12 @@ func NewReconciler(reg prometheus.Registerer) *Reconciler {
 			Help: "Dead letters re-driven by reconciliation after their cause cleared."}, cr),
 		UntrustedRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "recon_untrusted_walks_total",
 			Help: "Runs whose source walk could not be trusted (no deletions inferred)."}, cr),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "recon_requests_total",
+			Help: "VOMO API requests spent by reconciliation runs (walk, deletion confirmations, drift samples)."}, cr),
+		Pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "recon_pending_records",
+			Help: "Source records newer than the poller's checkpoint in the last run (not yet due at the destination)."}, cr),
 	}
 	reg.MustRegister(m.Runs, m.Expected, m.Gaps, m.GapRatio, m.LastRun, m.LastRunOK, m.HeldRepairs, m.Repairs,
-		m.DriftChecked, m.DriftFound, m.DriftRatio, m.RunDuration, m.RedrivenDLQ, m.UntrustedRuns)
+		m.DriftChecked, m.DriftFound, m.DriftRatio, m.RunDuration, m.RedrivenDLQ, m.UntrustedRuns, m.Requests, m.Pending)
 	return m
 }

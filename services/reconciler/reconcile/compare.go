@@ -1,0 +1,264 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vomosync/vomosync/pkg/vomo"
+)
+
+// session is the streaming comparison of one run. Source records arrive page
+// by page; every BatchSize of them is compared with sync_state in one round
+// trip, their ids are copied into a temp table (for deletion detection) and
+// their gaps, with the raw record a repair needs, into another. Go memory is
+// one batch plus the drift sample, whatever the customer's size; Postgres
+// holds ~40 bytes per source record plus the raw of each gap, on disk.
+type session struct {
+	conn      *pgx.Conn
+	customer  string
+	resource  string
+	res       *RunResult
+	batchSize int
+	// hash is the processor's content hash of a raw record (nil: unknown,
+	// no list-level drift check).
+	hash func([]byte) []byte
+
+	batch []vomo.Record
+	gaps  [][]any
+
+	// Reservoir sample of records that matched, for the detail comparison.
+	sampleSize int
+	sample     []vomo.Record
+	matched    int
+}
+
+func newSession(ctx context.Context, conn *pgx.Conn, cust, resource string, res *RunResult, batchSize, sampleSize int) (*session, error) {
+	// Temp tables live on this connection only; drop leftovers of a run that
+	// died on it.
+	_, err := conn.Exec(ctx, `DROP TABLE IF EXISTS pg_temp.recon_seen, pg_temp.recon_gap;
+		CREATE TEMP TABLE recon_seen (record_id text NOT NULL);
+		CREATE TEMP TABLE recon_gap (
+			record_id         text NOT NULL,
+			class             text NOT NULL,
+			source_updated_at timestamptz,
+			dest_updated_at   timestamptz,
+			dest_deleted      boolean NOT NULL DEFAULT false,
+			raw               bytea,
+			detail            text NOT NULL DEFAULT '')`)
+	if err != nil {
+		return nil, fmt.Errorf("create comparison tables: %w", err)
+	}
+	return &session{conn: conn, customer: cust, resource: resource, res: res, batchSize: batchSize,
+		sampleSize: max(sampleSize, 0)}, nil
+}
+
+func (s *session) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS pg_temp.recon_seen, pg_temp.recon_gap`); err != nil {
+		// A connection that cannot drop its temp tables is not reused.
+		_ = s.conn.Close(ctx)
+	}
+}
+
+// add queues one source record, comparing a full batch.
+func (s *session) add(ctx context.Context, rec vomo.Record) error {
+	s.batch = append(s.batch, rec)
+	if len(s.batch) >= s.batchSize {
+		return s.flush(ctx)
+	}
+	return nil
+}
+
+const compareBatch = `
+SELECT s.ord, d.source_updated_at, d.deleted, d.content_hash
+FROM unnest($3::text[]) WITH ORDINALITY AS s(id, ord)
+JOIN vomosync.sync_state d ON d.customer_id = $1 AND d.resource = $2 AND d.record_id = s.id`
+
+type destRow struct {
+	updatedAt time.Time
+	deleted   bool
+	hash      []byte
+}
+
+// flush compares the queued batch with the destination.
+func (s *session) flush(ctx context.Context) error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	ids := make([]string, len(s.batch))
+	for i, r := range s.batch {
+		ids[i] = r.ID
+	}
+	rows, err := s.conn.Query(ctx, compareBatch, s.customer, s.resource, ids)
+	if err != nil {
+		return fmt.Errorf("compare batch: %w", err)
+	}
+	dest := make([]*destRow, len(s.batch))
+	for rows.Next() {
+		var ord int
+		d := &destRow{}
+		if err := rows.Scan(&ord, &d.updatedAt, &d.deleted, &d.hash); err != nil {
+			rows.Close()
+			return fmt.Errorf("compare batch: %w", err)
+		}
+		dest[ord-1] = d
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("compare batch: %w", err)
+	}
+	horizon := s.res.Horizon
+	for i, rec := range s.batch {
+		u := rec.UpdatedAt.UTC().Truncate(time.Microsecond)
+		if u.After(horizon) {
+			// Newer than the checkpoint: the poller has not handed it on yet.
+			s.res.Pending++
+			continue
+		}
+		s.res.Compared++
+		d := dest[i]
+		switch {
+		case d == nil:
+			s.gap(rec, ClassMissing, nil, false, "")
+		case d.deleted:
+			s.gap(rec, ClassMissing, &d.updatedAt, true, "the destination marks it deleted")
+		case d.updatedAt.Before(u):
+			s.gap(rec, ClassStale, &d.updatedAt, false, "")
+		case d.updatedAt.Equal(u) && len(d.hash) > 0 && s.hash != nil && !bytes.Equal(d.hash, s.hash(rec.Raw)):
+			s.gap(rec, ClassFieldDrift, &d.updatedAt, false, "the listed record differs from the delivered one with the same updated_at")
+		default:
+			s.offerSample(rec)
+		}
+	}
+	seen := make([][]any, len(ids))
+	for i, id := range ids {
+		seen[i] = []any{id}
+	}
+	if _, err := s.conn.CopyFrom(ctx, pgx.Identifier{"recon_seen"}, []string{"record_id"}, pgx.CopyFromRows(seen)); err != nil {
+		return fmt.Errorf("record seen ids: %w", err)
+	}
+	if len(s.gaps) > 0 {
+		if _, err := s.conn.CopyFrom(ctx, pgx.Identifier{"recon_gap"},
+			[]string{"record_id", "class", "source_updated_at", "dest_updated_at", "dest_deleted", "raw", "detail"},
+			pgx.CopyFromRows(s.gaps)); err != nil {
+			return fmt.Errorf("record gap candidates: %w", err)
+		}
+	}
+	s.batch, s.gaps = s.batch[:0], s.gaps[:0]
+	return nil
+}
+
+func (s *session) gap(rec vomo.Record, class string, destAt *time.Time, destDeleted bool, detail string) {
+	s.gaps = append(s.gaps, []any{rec.ID, class, rec.UpdatedAt.UTC(), destAt, destDeleted, []byte(rec.Raw), detail})
+}
+
+// offerSample keeps a uniform random sample of matching records
+// (reservoir sampling), so the drift check sees every part of the walk.
+func (s *session) offerSample(rec vomo.Record) {
+	s.matched++
+	if s.sampleSize == 0 {
+		return
+	}
+	keep := vomo.Record{ID: rec.ID, UpdatedAt: rec.UpdatedAt, Raw: append([]byte(nil), rec.Raw...)}
+	if len(s.sample) < s.sampleSize {
+		s.sample = append(s.sample, keep)
+		return
+	}
+	if j := rand.IntN(s.matched); j < s.sampleSize {
+		s.sample[j] = keep
+	}
+}
+
+// sourceRecords counts distinct records the walk listed.
+func (s *session) sourceRecords(ctx context.Context) (int, error) {
+	if _, err := s.conn.Exec(ctx, `ANALYZE pg_temp.recon_seen`); err != nil {
+		return 0, fmt.Errorf("analyze seen ids: %w", err)
+	}
+	var n int
+	if err := s.conn.QueryRow(ctx, `SELECT count(DISTINCT record_id) FROM pg_temp.recon_seen`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count seen ids: %w", err)
+	}
+	return n, nil
+}
+
+const deletionCandidates = `
+FROM vomosync.sync_state d
+WHERE d.customer_id = $1 AND d.resource = $2 AND NOT d.deleted AND d.source_updated_at < $3
+  AND NOT EXISTS (SELECT 1 FROM pg_temp.recon_seen s WHERE s.record_id = d.record_id)`
+
+// deletions finds destination records a complete, trusted walk did not list.
+// Each candidate (or a random sample of ConfirmDeletes when there are more)
+// is confirmed by a detail read answering 404 before anything is inferred:
+// a record the walk skipped must never look deleted. Records written at the
+// source after the walk started (source_updated_at >= walkStart) are left alone.
+func (s *session) deletions(ctx context.Context, src Source, walkStart time.Time, limit int) error {
+	var n int
+	if err := s.conn.QueryRow(ctx, `SELECT count(*) `+deletionCandidates, s.customer, s.resource, walkStart).Scan(&n); err != nil {
+		return fmt.Errorf("count deletion candidates: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	rows, err := s.conn.Query(ctx, `SELECT d.record_id `+deletionCandidates+` ORDER BY random() LIMIT $4`,
+		s.customer, s.resource, walkStart, limit)
+	if err != nil {
+		return fmt.Errorf("sample deletion candidates: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("sample deletion candidates: %w", err)
+	}
+	for _, id := range ids {
+		_, err := src.Get(ctx, "/"+s.resource+"/"+id)
+		s.res.Requests++
+		switch {
+		case errors.Is(err, vomo.ErrNotFound):
+			continue
+		case err == nil:
+			s.res.Trusted = false
+			s.res.Untrusted = fmt.Sprintf("record %s is at the source but the walk did not list it: no deletion inferred", id)
+			return nil
+		case ctx.Err() != nil:
+			return err
+		default:
+			s.res.Trusted = false
+			s.res.Untrusted = fmt.Sprintf("could not confirm that record %s was deleted: %v", id, err)
+			return nil
+		}
+	}
+	if n > len(ids) {
+		s.res.note("%d deletion candidates, %d confirmed by a detail read (sample)", n, len(ids))
+	}
+	_, err = s.conn.Exec(ctx, `INSERT INTO pg_temp.recon_gap (record_id, class, dest_updated_at)
+		SELECT d.record_id, 'deleted', d.source_updated_at `+deletionCandidates, s.customer, s.resource, walkStart)
+	if err != nil {
+		return fmt.Errorf("record deletions: %w", err)
+	}
+	return nil
+}
+
+// addUntrusted records the untrusted walk itself as a gap (record_id "*").
+func (s *session) addUntrusted(ctx context.Context, reason string) error {
+	_, err := s.conn.Exec(ctx, `INSERT INTO pg_temp.recon_gap (record_id, class, detail) VALUES ('*', 'untrusted_walk', $1)`, reason)
+	if err != nil {
+		return fmt.Errorf("record untrusted walk: %w", err)
+	}
+	return nil
+}
+
+// reverify drops candidates the processor applied while the run walked.
+func (s *session) reverify(ctx context.Context) (int, error) {
+	tag, err := s.conn.Exec(ctx, `DELETE FROM pg_temp.recon_gap g USING vomosync.sync_state d
+		WHERE g.class IN ('missing', 'stale') AND d.customer_id = $1 AND d.resource = $2 AND d.record_id = g.record_id
+		  AND NOT d.deleted AND d.source_updated_at >= g.source_updated_at`, s.customer, s.resource)
+	if err != nil {
+		return 0, fmt.Errorf("re-verify candidates: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

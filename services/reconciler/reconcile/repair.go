@@ -1,0 +1,203 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vomosync/vomosync/pkg/messaging"
+	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
+)
+
+// publishWindow is how many repair events are in flight before waiting for
+// their acks (and marking their gaps repaired).
+const publishWindow = 512
+
+// repairRows streams the run's actionable gaps with the raw record the walk saw.
+const repairRows = `
+SELECT rg.id, rg.record_id, rg.class, rg.cause, rg.source_updated_at, g.raw, g.dest_deleted
+FROM vomosync.recon_gaps rg
+JOIN (
+	SELECT DISTINCT ON (record_id, class) record_id, class, raw, dest_deleted FROM pg_temp.recon_gap
+	ORDER BY record_id, class, source_updated_at DESC NULLS LAST
+) g ON g.record_id = rg.record_id AND g.class = rg.class
+WHERE rg.run_id = $1 AND rg.class <> 'untrusted_walk'
+ORDER BY rg.id`
+
+// repair republishes what the destination lacks: missing, stale and drifted
+// records as upserts of the version the walk saw (origin reconcile), deletions
+// as delete events at the walk's server time, and dead-lettered records whose
+// cause has cleared as re-drives (origin redrive) of the current version.
+// Every message id carries the run id, so JetStream's duplicate window never
+// swallows a repair of a version published before.
+func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) error {
+	if res.Mode != ModeRepair || r.JS == nil {
+		return nil
+	}
+	cleared, err := r.clearedSince(ctx, res)
+	if err != nil {
+		return err
+	}
+	rows, err := s.conn.Query(ctx, repairRows, res.ID)
+	if err != nil {
+		return fmt.Errorf("read gaps to repair: %w", err)
+	}
+	defer rows.Close()
+	p := &publisher{r: r, res: res, batch: messaging.NewBatch(r.JS)}
+	for rows.Next() {
+		var g gapToRepair
+		if err := rows.Scan(&g.id, &g.recordID, &g.class, &g.cause, &g.sourceAt, &g.raw, &g.destDeleted); err != nil {
+			return fmt.Errorf("read gaps to repair: %w", err)
+		}
+		ev := &eventsv1.ChangeEvent{CustomerId: res.CustomerID, Resource: res.Resource, RecordId: g.recordID,
+			Origin: eventsv1.Origin_ORIGIN_RECONCILE, CycleId: res.ID, ObservedAt: timestamppb.Now()}
+		switch {
+		case g.class == ClassDeleted:
+			// The deletion happened before the walk started; a re-created
+			// record carries a newer updated_at and wins.
+			ev.Operation, ev.SourceUpdatedAt = eventsv1.Operation_OPERATION_DELETE, timestamppb.New(res.WindowTo)
+		default:
+			at := *g.sourceAt
+			if g.destDeleted && res.WindowTo.After(at) {
+				// The destination holds a delete stamped later than this
+				// version (a deletion inferred wrongly): only a newer stamp wins.
+				at = res.WindowTo
+			}
+			ev.Operation, ev.SourceUpdatedAt, ev.Record = eventsv1.Operation_OPERATION_UPSERT, timestamppb.New(at), g.raw
+		}
+		if g.cause == CauseDeadLettered {
+			if !cleared(g) {
+				continue
+			}
+			ev.Origin = eventsv1.Origin_ORIGIN_REDRIVE
+		}
+		if err := p.add(ctx, ev, g); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read gaps to repair: %w", err)
+	}
+	return p.flush(ctx)
+}
+
+type gapToRepair struct {
+	id          int64
+	recordID    string
+	class       string
+	cause       string
+	sourceAt    *time.Time
+	raw         []byte
+	destDeleted bool
+}
+
+// clearedSince returns whether a dead-lettered gap's cause has cleared: the
+// source has a newer version than the one that failed, or the processor has
+// applied records of this customer and resource since the last failure (the
+// destination accepts writes again). An undecodable event never clears.
+func (r *Reconciler) clearedSince(ctx context.Context, res *RunResult) (func(gapToRepair) bool, error) {
+	var lastApplied *time.Time
+	err := r.DB.QueryRow(ctx, `SELECT max(applied_at) FROM vomosync.sync_state WHERE customer_id = $1 AND resource = $2`,
+		res.CustomerID, res.Resource).Scan(&lastApplied)
+	if err != nil {
+		return nil, fmt.Errorf("last applied record: %w", err)
+	}
+	return func(g gapToRepair) bool {
+		var failedAt time.Time
+		var failedVersion *time.Time
+		var class string
+		err := r.DB.QueryRow(ctx, `SELECT last_failed_at, record_updated_at, error_class FROM vomosync.dead_letters
+			WHERE customer_id = $1 AND resource = $2 AND record_id = $3 AND status = 'open'
+			ORDER BY last_failed_at DESC LIMIT 1`, res.CustomerID, res.Resource, g.recordID).Scan(&failedAt, &failedVersion, &class)
+		if err != nil {
+			// The dead letter was resolved meanwhile (or unreadable): republish.
+			return err == pgx.ErrNoRows
+		}
+		if class == "invalid" {
+			return false
+		}
+		if failedVersion != nil && g.sourceAt != nil && g.sourceAt.After(*failedVersion) {
+			return true
+		}
+		return lastApplied != nil && lastApplied.After(failedAt)
+	}, nil
+}
+
+// publisher publishes repair events in windows and marks their gaps repaired
+// (and their dead letters redriven) once JetStream acknowledged them.
+type publisher struct {
+	r       *Reconciler
+	res     *RunResult
+	batch   *messaging.Batch
+	pending []gapToRepair
+}
+
+func (p *publisher) add(ctx context.Context, ev *eventsv1.ChangeEvent, g gapToRepair) error {
+	pctx, span := messaging.StartPublishSpan(ctx, ev)
+	msg, err := messaging.NewMsg(pctx, ev, messaging.MsgID(ev, p.res.ID))
+	if err == nil {
+		err = p.batch.Add(msg)
+	}
+	if err != nil {
+		span.RecordError(err)
+	}
+	span.End()
+	if err != nil {
+		return fmt.Errorf("publish repair of %s: %w", g.recordID, err)
+	}
+	p.pending = append(p.pending, g)
+	if len(p.pending) >= publishWindow {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+func (p *publisher) flush(ctx context.Context) error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	acked, werr := p.batch.Wait(wctx)
+	cancel()
+	done := p.pending[:acked]
+	p.pending = p.pending[:0]
+	var ids []int64
+	var redriven []string
+	for _, g := range done {
+		ids = append(ids, g.id)
+		if g.cause == CauseDeadLettered {
+			redriven = append(redriven, g.recordID)
+		}
+		if p.r.Metrics != nil {
+			p.r.Metrics.Repairs.WithLabelValues(p.res.CustomerID, p.res.Resource, g.class).Inc()
+		}
+	}
+	if len(ids) > 0 {
+		_, err := p.r.DB.Exec(ctx, `UPDATE vomosync.recon_gaps SET repaired = true WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return fmt.Errorf("mark gaps repaired: %w", err)
+		}
+		p.res.Repaired += len(ids)
+	}
+	if len(redriven) > 0 {
+		tag, err := p.r.DB.Exec(ctx, `UPDATE vomosync.dead_letters
+			SET status = 'redriven', resolved_by = $4, resolved_at = now(),
+			    resolved_reason = 'cause cleared; the current source version was re-driven by reconciliation run ' || $4
+			WHERE customer_id = $1 AND resource = $2 AND record_id = ANY($3) AND status = 'open'`,
+			p.res.CustomerID, p.res.Resource, redriven, p.res.ID)
+		if err != nil {
+			return fmt.Errorf("mark dead letters redriven: %w", err)
+		}
+		p.res.Redriven += int(tag.RowsAffected())
+		if p.r.Metrics != nil {
+			p.r.Metrics.RedrivenDLQ.WithLabelValues(p.res.CustomerID, p.res.Resource).Add(float64(tag.RowsAffected()))
+		}
+	}
+	if werr != nil {
+		return fmt.Errorf("repair events not acknowledged: %w", werr)
+	}
+	return nil
+}
