@@ -1,0 +1,155 @@
+// Command poller polls VOMO for every due (customer, resource) pair and
+// publishes change events to JetStream. Wiring only; logic is in poll/.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vomosync/vomosync/pkg/checkpoint"
+	"github.com/vomosync/vomosync/pkg/config"
+	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/pkg/messaging"
+	"github.com/vomosync/vomosync/pkg/metrics"
+	"github.com/vomosync/vomosync/pkg/postgres"
+	"github.com/vomosync/vomosync/pkg/secrets"
+	"github.com/vomosync/vomosync/pkg/telemetry"
+	"github.com/vomosync/vomosync/services/poller/internal/runner"
+	"github.com/vomosync/vomosync/services/poller/internal/schedule"
+	"github.com/vomosync/vomosync/services/poller/poll"
+)
+
+var version = "dev"
+
+// Config is the poller's environment.
+type Config struct {
+	config.Common
+	DB          postgres.Settings
+	NATS        messaging.Settings
+	KEK         string        `env:"VOMOSYNC_KEK,required,notEmpty"`
+	KEKPrevious []string      `env:"VOMOSYNC_KEK_PREVIOUS"`
+	ID          string        `env:"POLLER_ID"`
+	Concurrency int           `env:"POLLER_CONCURRENCY" envDefault:"16"`
+	Lease       time.Duration `env:"POLLER_LEASE" envDefault:"2m"`
+	Tick        time.Duration `env:"POLLER_TICK" envDefault:"1s"`
+}
+
+// Validate checks cross-field rules.
+func (c Config) Validate() error {
+	if err := c.Common.Validate(); err != nil {
+		return err
+	}
+	if err := c.NATS.Validate(); err != nil {
+		return err
+	}
+	if c.Concurrency < 1 {
+		return fmt.Errorf("POLLER_CONCURRENCY=%d: want at least 1", c.Concurrency)
+	}
+	if c.Lease < 10*time.Second {
+		return fmt.Errorf("POLLER_LEASE=%s: want at least 10s", c.Lease)
+	}
+	return nil
+}
+
+func main() {
+	health := flag.Bool("healthcheck", false, "check the admin endpoint and exit")
+	flag.Parse()
+	if *health {
+		if err := telemetry.Healthcheck(os.Getenv("ADMIN_ADDR") + defaultAdmin(os.Getenv("ADMIN_ADDR"))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "poller:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultAdmin(set string) string {
+	if set == "" {
+		return ":8081"
+	}
+	return ""
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Parse[Config]()
+	if err != nil {
+		return err
+	}
+	log := logging.New("poller", cfg.LogLevel, nil).With().Str("version", version).Logger()
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "poller", cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	keys, err := secrets.NewKeyring(cfg.KEK, cfg.KEKPrevious...)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Connect(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
+	nc, js, err := messaging.Connect(ctx, cfg.NATS.URL, "poller-"+cfg.ID, cfg.NATS.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := messaging.EnsureStreams(ctx, js, cfg.NATS); err != nil {
+		return err
+	}
+	kv, err := messaging.EnsureCheckpointBucket(ctx, js, cfg.NATS.Replicas)
+	if err != nil {
+		return err
+	}
+
+	reg := telemetry.NewRegistry()
+	pm := metrics.NewPoller(reg)
+	am := metrics.NewAPI(reg)
+	cycler := &poll.Cycler{DB: pool, Backup: &checkpoint.Backup{KV: kv}, Metrics: pm,
+		Log: logging.Component(log, "cycle"), Owner: cfg.ID}
+	run := &runner.Runner{DB: pool, JS: js, Customers: customer.NewStore(pool, keys), Cycler: cycler,
+		API: am, Poller: pm, Log: logging.Component(log, "runner")}
+	sched := &schedule.Scheduler{DB: pool, Owner: cfg.ID, Lease: cfg.Lease, Tick: cfg.Tick,
+		Concurrency: cfg.Concurrency, Cycle: run.Run, Metrics: pm, Log: logging.Component(log, "schedule")}
+	admin := &telemetry.Admin{Addr: cfg.AdminAddr, Registry: reg, Ready: func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats: %s", nc.Status())
+		}
+		return nil
+	}}
+	log.Info().Str("poller_id", cfg.ID).Int("concurrency", cfg.Concurrency).Msg("poller starting")
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
+	err = g.Wait()
+	log.Info().Msg("poller stopped")
+	return err
+}
