@@ -38,7 +38,10 @@ tidy: ## go mod tidy every module (and the tools module)
 	@for m in $(MODULES) $(CURDIR)/tools; do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
 
 .PHONY: test
-test: check-generated lint ## Run every test against real Postgres and an in-process JetStream
+test: check-generated lint test-go validate-deploy ## Everything CI runs: generated code, vet, every Go test, manifest validation
+
+.PHONY: test-go
+test-go: ## Every module's Go tests against real Postgres and an in-process JetStream
 	@set -o pipefail; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -count=1 -timeout 15m ./...) || exit 1; done
 
 .PHONY: bench
@@ -48,3 +51,5 @@ bench: ## Run the benchmarks (see README for the figures)
 .PHONY: demo
 demo: build ## Run the whole system locally for DEMO_FOR (default: until Ctrl-C)
 	$(BIN)/syncctl demo
+
+include deployments/deploy.mk
