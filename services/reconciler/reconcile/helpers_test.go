@@ -173,3 +173,7 @@ func (b *testBundle) published(t *testing.T) map[string]published {
 }
 
 func pick(truth []sim.TruthRecord, i int) sim.TruthRecord { return truth[i] }
+
+func settingsThreshold(th float64) customer.Settings {
+	return customer.Settings{Reconcile: customer.Reconcile{GapThreshold: th}}
+}
