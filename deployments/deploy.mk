@@ -17,7 +17,7 @@ KEDA_VERSION ?= v2.21.0
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 K8S_OVERLAYS ?= dev prod
 
-DEPLOY_GO := GOWORK=off GOFLAGS=-mod=readonly go
+DEPLOY_GO := GOWORK=off GOFLAGS='-mod=readonly -buildvcs=false' go
 DEPLOY_TOOL := $(DEPLOY_GO) -C $(DEPLOY_DIR)/tools tool
 DEPLOY_SCHEMAS := $(DEPLOY_OUT)/schemas
 DEPLOY_SCHEMA_STAMP := $(DEPLOY_SCHEMAS)/.stamp-$(K8S_VERSION)-$(KEDA_VERSION)-$(PROMETHEUS_OPERATOR_VERSION)
@@ -29,23 +29,23 @@ IMAGE_PREFIX ?= vomosync
 VERSION ?= $(shell git -C $(DEPLOY_ROOT) describe --tags --always --dirty 2>/dev/null || echo dev)
 DOCKER_IMAGES := services/poller services/processor services/reconciler services/console services/vomosim cmd/syncctl
 
-.PHONY: validate-deploy validate-compose validate-k8s validate-deploy-rules deploy-tools deploy-schemas k8s-render docker-images
+.PHONY: validate-deploy validate-compose validate-kubernetes validate-deploy-rules deploy-tools deploy-schemas render-kubernetes docker-images
 
-validate-deploy: validate-compose validate-k8s validate-deploy-rules ## Validate docker-compose.yml, the k8s overlays (kustomize + kubeconform strict) and the deployment rules, offline
+validate-deploy: validate-compose validate-kubernetes validate-deploy-rules ## Validate docker-compose.yml, the k8s overlays (kustomize + kubeconform strict) and the deployment rules, offline
 	@echo "validate-deploy: ok"
 
 validate-compose: ## docker-compose.yml: compose-spec schema and references (compose-go, as `docker compose config`), health checks, depends_on, env contract
 	@mkdir -p $(DEPLOY_OUT)
 	@$(DEPLOY_TOOL) composecheck -out $(DEPLOY_OUT)/compose.yaml $(DEPLOY_ROOT)/docker-compose.yml
 
-k8s-render: ## Render each k8s overlay with kustomize into deployments/.out/k8s-<overlay>.yaml
+render-kubernetes: ## Render each k8s overlay with kustomize into deployments/.out/k8s-<overlay>.yaml
 	@mkdir -p $(DEPLOY_OUT)
 	@set -e; for o in $(K8S_OVERLAYS); do \
 		$(DEPLOY_TOOL) kustomize build $(DEPLOY_DIR)/k8s/overlays/$$o > $(DEPLOY_OUT)/k8s-$$o.yaml; \
 		echo "kustomize build overlays/$$o: $$(grep -c '^kind:' $(DEPLOY_OUT)/k8s-$$o.yaml) objects"; \
 	done
 
-validate-k8s: k8s-render $(DEPLOY_SCHEMA_STAMP) ## kubeconform -strict every rendered overlay against Kubernetes $(K8S_VERSION), KEDA and Prometheus Operator schemas
+validate-kubernetes: render-kubernetes $(DEPLOY_SCHEMA_STAMP) ## kubeconform -strict every rendered overlay against the Kubernetes, KEDA and Prometheus Operator schemas
 	@set -e; for o in $(K8S_OVERLAYS); do \
 		printf 'kubeconform overlays/%s: ' $$o; \
 		$(DEPLOY_TOOL) kubeconform -strict -summary -kubernetes-version $(K8S_VERSION) \
@@ -53,7 +53,8 @@ validate-k8s: k8s-render $(DEPLOY_SCHEMA_STAMP) ## kubeconform -strict every ren
 			$(DEPLOY_OUT)/k8s-$$o.yaml; \
 	done
 
-validate-deploy-rules: ## Go tests of the manifests' promises: probes, limits, grace periods, PDBs, network policies, scaling, NATS permissions
+validate-deploy-rules: ## go vet, then Go tests of the manifests' promises: probes, limits, grace periods, PDBs, network policies, scaling, NATS permissions
+	@$(DEPLOY_GO) -C $(DEPLOY_DIR)/tools vet ./...
 	@$(DEPLOY_GO) -C $(DEPLOY_DIR)/tools test -count=1 ./...
 
 deploy-schemas: $(DEPLOY_SCHEMA_STAMP) ## Generate the strict JSON schemas kubeconform uses (offline, from Go modules)
