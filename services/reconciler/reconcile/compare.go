@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,9 +24,6 @@ type session struct {
 	resource  string
 	res       *RunResult
 	batchSize int
-	// hash is the processor's content hash of a raw record (nil: unknown,
-	// no list-level drift check).
-	hash func([]byte) []byte
 
 	batch []vomo.Record
 	gaps  [][]any
@@ -76,15 +72,19 @@ func (s *session) add(ctx context.Context, rec vomo.Record) error {
 	return nil
 }
 
+// compareBatch looks a batch up in sync_state. The delivered record comes
+// back only when it differs from the listed one as jsonb (rare), so the
+// comparison of every field of every record costs no extra traffic.
 const compareBatch = `
-SELECT s.ord, d.source_updated_at, d.deleted, d.content_hash
-FROM unnest($3::text[]) WITH ORDINALITY AS s(id, ord)
+SELECT s.ord, d.source_updated_at, d.deleted,
+	CASE WHEN d.record IS NOT NULL AND d.record <> s.raw::jsonb THEN d.record END
+FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS s(id, raw, ord)
 JOIN vomosync.sync_state d ON d.customer_id = $1 AND d.resource = $2 AND d.record_id = s.id`
 
 type destRow struct {
 	updatedAt time.Time
 	deleted   bool
-	hash      []byte
+	differs   []byte // the delivered record when it differs from the listed one
 }
 
 // flush compares the queued batch with the destination.
@@ -93,10 +93,11 @@ func (s *session) flush(ctx context.Context) error {
 		return nil
 	}
 	ids := make([]string, len(s.batch))
+	raws := make([]string, len(s.batch))
 	for i, r := range s.batch {
-		ids[i] = r.ID
+		ids[i], raws[i] = r.ID, string(r.Raw)
 	}
-	rows, err := s.conn.Query(ctx, compareBatch, s.customer, s.resource, ids)
+	rows, err := s.conn.Query(ctx, compareBatch, s.customer, s.resource, ids, raws)
 	if err != nil {
 		return fmt.Errorf("compare batch: %w", err)
 	}
@@ -104,7 +105,7 @@ func (s *session) flush(ctx context.Context) error {
 	for rows.Next() {
 		var ord int
 		d := &destRow{}
-		if err := rows.Scan(&ord, &d.updatedAt, &d.deleted, &d.hash); err != nil {
+		if err := rows.Scan(&ord, &d.updatedAt, &d.deleted, &d.differs); err != nil {
 			rows.Close()
 			return fmt.Errorf("compare batch: %w", err)
 		}
@@ -130,8 +131,15 @@ func (s *session) flush(ctx context.Context) error {
 			s.gap(rec, ClassMissing, &d.updatedAt, true, "the destination marks it deleted")
 		case d.updatedAt.Before(u):
 			s.gap(rec, ClassStale, &d.updatedAt, false, "")
-		case d.updatedAt.Equal(u) && len(d.hash) > 0 && s.hash != nil && !bytes.Equal(d.hash, s.hash(rec.Raw)):
-			s.gap(rec, ClassFieldDrift, &d.updatedAt, false, "the listed record differs from the delivered one with the same updated_at")
+		case d.updatedAt.Equal(u) && d.differs != nil:
+			// Same version, other bytes: wire variants (ids as strings,
+			// timestamp layouts) are not drift; changed values are.
+			diffs, _, err := compareFields(d.differs, rec.Raw)
+			if err != nil || len(diffs) > 0 {
+				s.gap(rec, ClassFieldDrift, &d.updatedAt, false, driftDetail(diffs, err, "listed"))
+				continue
+			}
+			s.offerSample(rec)
 		default:
 			s.offerSample(rec)
 		}

@@ -11,38 +11,42 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/vomosync/vomosync/pkg/vomo"
 )
 
-// DestinationReader returns the last delivered raw record of each id the
-// destination holds (ids it does not hold are absent from the map).
-type DestinationReader interface {
-	Records(ctx context.Context, customer, resource string, ids []string) (map[string]json.RawMessage, error)
-}
-
 // checkDrift fetches the sampled matching records in detail and compares
-// them field by field with what the destination last received. A field that
-// differs while updated_at is the same is a change the source made without
-// moving updated_at: polling can never see it.
+// them field by field with the record last delivered (sync_state.record,
+// kept by the processor). A field that differs while updated_at is the same
+// is a change the source made without moving updated_at: polling never sees
+// it. The listed records were already compared whole during the walk; the
+// detail read also catches a list that serves stale fields.
 func (r *Reconciler) checkDrift(ctx context.Context, src Source, s *session) error {
 	res := s.res
 	if len(s.sample) == 0 {
-		return nil
-	}
-	if r.Dest == nil {
-		res.note("no destination reader: field drift found from content hashes only")
 		return nil
 	}
 	ids := make([]string, len(s.sample))
 	for i, rec := range s.sample {
 		ids[i] = rec.ID
 	}
-	dest, err := r.Dest.Records(ctx, res.CustomerID, res.Resource, ids)
+	rows, err := r.DB.Query(ctx, `SELECT record_id, record FROM vomosync.sync_state
+		WHERE customer_id = $1 AND resource = $2 AND record_id = ANY($3) AND record IS NOT NULL`, res.CustomerID, res.Resource, ids)
 	if err != nil {
 		return fmt.Errorf("read delivered records: %w", err)
 	}
+	delivered := map[string]json.RawMessage{}
+	var id string
+	var rec json.RawMessage
+	if _, err := pgx.ForEachRow(rows, []any{&id, &rec}, func() error {
+		delivered[id] = append(json.RawMessage(nil), rec...)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read delivered records: %w", err)
+	}
 	for _, rec := range s.sample {
-		delivered, ok := dest[rec.ID]
+		d, ok := delivered[rec.ID]
 		if !ok {
 			continue
 		}
@@ -58,28 +62,29 @@ func (r *Reconciler) checkDrift(ctx context.Context, src Source, s *session) err
 			return nil
 		}
 		res.DriftChecked++
-		diffs, moved, err := compareFields(delivered, detail)
-		if err != nil {
-			res.note("record %s: %v", rec.ID, err)
-			continue
-		}
-		if moved || len(diffs) == 0 {
+		diffs, moved, err := compareFields(d, detail)
+		if moved || (err == nil && len(diffs) == 0) {
 			continue // changed normally since the walk, or no drift
 		}
-		raw, err := project(rec.Raw, detail)
-		if err != nil {
-			res.note("record %s: %v", rec.ID, err)
-			continue
+		raw, perr := project(rec.Raw, detail)
+		if perr != nil {
+			raw = rec.Raw
 		}
 		_, err = s.conn.Exec(ctx, `INSERT INTO pg_temp.recon_gap (record_id, class, source_updated_at, dest_updated_at, raw, detail)
-			VALUES ($1, 'field_drift', $2, $2, $3, $4)`, rec.ID, rec.UpdatedAt.UTC(), raw,
-			"fields differ from the delivered record with the same updated_at: "+strings.Join(diffs, ", "))
+			VALUES ($1, 'field_drift', $2, $2, $3, $4)`, rec.ID, rec.UpdatedAt.UTC(), raw, driftDetail(diffs, err, "detail"))
 		if err != nil {
 			return fmt.Errorf("record field drift: %w", err)
 		}
 		res.DriftFound++
 	}
 	return nil
+}
+
+func driftDetail(diffs []string, err error, what string) string {
+	if err != nil {
+		return fmt.Sprintf("the %s record cannot be compared with the delivered one: %v", what, err)
+	}
+	return fmt.Sprintf("the %s record differs from the delivered one with the same updated_at in: %s", what, strings.Join(diffs, ", "))
 }
 
 // compareFields compares every field of the delivered record that the

@@ -97,9 +97,14 @@ func (b *testBundle) deliverAll(t *testing.T) []sim.TruthRecord {
 			newest = r.UpdatedAt
 		}
 	}
-	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO vomosync.sync_state (customer_id, resource, record_id, external_id, source_updated_at, applied_at)
-		SELECT $1, 'users', id, 'vomo-' || id, at, now() - interval '1 hour' FROM unnest($2::text[], $3::timestamptz[]) AS u(id, at)`,
-		custID, ids, ats)
+	recs := make([]string, len(raws))
+	for i, r := range raws {
+		recs[i] = string(r)
+	}
+	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO vomosync.sync_state (customer_id, resource, record_id, external_id, source_updated_at, applied_at, record)
+		SELECT $1, 'users', id, 'vomo-' || id, at, now() - interval '1 hour', rec::jsonb
+		FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS u(id, at, rec)`,
+		custID, ids, ats, recs)
 	require.NoError(t, err)
 	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO vomosync.audit_log (customer_id, resource, record_id, record_updated_at, processed_at, trace_id, origin, outcome)
 		SELECT $1, 'users', id, at, now() - interval '1 hour', 'poll-trace', 'poll', 'applied' FROM unnest($2::text[], $3::timestamptz[]) AS u(id, at)`,

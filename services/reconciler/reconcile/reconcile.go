@@ -126,13 +126,6 @@ type Reconciler struct {
 	NewSource func(ctx context.Context, cust customer.Customer, token string) (Source, error)
 	// ClientOptions are added to every VOMO client built by default.
 	ClientOptions []vomo.Option
-	// Dest reads the destination's last delivered raw records for field
-	// comparison. Nil: field drift is found only from content hashes.
-	Dest DestinationReader
-	// ContentHash is the processor's sync_state.content_hash of a raw
-	// record. With it every listed record is checked for fields that changed
-	// without updated_at moving; without it only the drift sample is.
-	ContentHash func(raw []byte) []byte
 
 	// BatchSize is how many source records are compared per round trip
 	// (default 1000); it bounds the run's memory together with the publish window.

@@ -44,7 +44,6 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 		return err
 	}
 	defer s.close()
-	s.hash = r.ContentHash
 
 	q := url.Values{}
 	if !req.Full {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -19,20 +20,33 @@ import (
 type rewriter struct {
 	// page is called with each list page's number and body; it returns the body to deliver.
 	page func(n int, body []byte) []byte
+	// detail, when set, does the same for detail reads.
+	detail func(id string, body []byte) []byte
 }
 
 func (rw rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusOK || req.URL.Path != "/v1/users" {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		return resp, err
+	}
+	id, isDetail := strings.CutPrefix(req.URL.Path, "/v1/users/")
+	switch {
+	case req.URL.Path == "/v1/users" && rw.page != nil:
+	case isDetail && rw.detail != nil:
+	default:
+		return resp, nil
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		return nil, err
 	}
-	n, _ := strconv.Atoi(req.URL.Query().Get("page"))
-	body = rw.page(max(n, 1), body)
+	if isDetail {
+		body = rw.detail(id, body)
+	} else {
+		n, _ := strconv.Atoi(req.URL.Query().Get("page"))
+		body = rw.page(max(n, 1), body)
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Del("Content-Length")
@@ -41,6 +55,10 @@ func (rw rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (b *testBundle) tamper(fn func(n int, body []byte) []byte) {
 	b.rec.ClientOptions = append(b.rec.ClientOptions, vomo.WithHTTPClient(&http.Client{Transport: rewriter{page: fn}}))
+}
+
+func (b *testBundle) tamperDetail(fn func(id string, body []byte) []byte) {
+	b.rec.ClientOptions = append(b.rec.ClientOptions, vomo.WithHTTPClient(&http.Client{Transport: rewriter{detail: fn}}))
 }
 
 func editPage(t *testing.T, body []byte, fn func(p map[string]any)) []byte {

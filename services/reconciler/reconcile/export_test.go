@@ -1,0 +1,4 @@
+package reconcile
+
+// CompareFields exposes compareFields to the external tests.
+var CompareFields = compareFields
