@@ -116,7 +116,7 @@ func (s *session) flush(ctx context.Context) error {
 	}
 	horizon := s.res.Horizon
 	for i, rec := range s.batch {
-		u := rec.UpdatedAt.UTC().Truncate(time.Microsecond)
+		u := version(rec.UpdatedAt)
 		if u.After(horizon) {
 			// Newer than the checkpoint: the poller has not handed it on yet.
 			s.res.Pending++
@@ -129,9 +129,9 @@ func (s *session) flush(ctx context.Context) error {
 			s.gap(rec, ClassMissing, nil, false, "")
 		case d.deleted:
 			s.gap(rec, ClassMissing, &d.updatedAt, true, "the destination marks it deleted")
-		case d.updatedAt.Before(u):
+		case version(d.updatedAt).Before(u):
 			s.gap(rec, ClassStale, &d.updatedAt, false, "")
-		case d.updatedAt.Equal(u) && d.differs != nil:
+		case version(d.updatedAt).Equal(u) && d.differs != nil:
 			// Same version, other bytes: wire variants (ids as strings,
 			// timestamp layouts) are not drift; changed values are.
 			diffs, _, err := compareFields(d.differs, rec.Raw)
@@ -161,6 +161,11 @@ func (s *session) flush(ctx context.Context) error {
 	s.batch, s.gaps = s.batch[:0], s.gaps[:0]
 	return nil
 }
+
+// version is the comparable form of an updated_at. VOMO stamps whole
+// seconds; a drift repair is stamped a microsecond after the version it
+// corrects (see repair), and is still that version.
+func version(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func (s *session) gap(rec vomo.Record, class string, destAt *time.Time, destDeleted bool, detail string) {
 	s.gaps = append(s.gaps, []any{rec.ID, class, rec.UpdatedAt.UTC(), destAt, destDeleted, []byte(rec.Raw), detail})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,7 +33,8 @@ func TestSilentChangeIsFieldDrift(t *testing.T) {
 
 	p := b.published(t)[silent.ID]
 	require.Equal(t, eventsv1.Origin_ORIGIN_RECONCILE, p.ev.GetOrigin())
-	require.Equal(t, silent.UpdatedAt, p.ev.GetSourceUpdatedAt().AsTime(), "same version, new fields")
+	require.Equal(t, silent.UpdatedAt.Add(time.Microsecond), p.ev.GetSourceUpdatedAt().AsTime(),
+		"same version, new fields: stamped a microsecond later so last-writer-wins applies it")
 	now, err := b.sim.Truth(custID, "users")
 	require.NoError(t, err)
 	for _, r := range now {

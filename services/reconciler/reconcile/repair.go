@@ -61,10 +61,17 @@ func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) err
 			ev.Operation, ev.SourceUpdatedAt = eventsv1.Operation_OPERATION_DELETE, timestamppb.New(res.WindowTo)
 		default:
 			at := *g.sourceAt
-			if g.destDeleted && res.WindowTo.After(at) {
+			switch {
+			case g.destDeleted && res.WindowTo.After(at):
 				// The destination holds a delete stamped later than this
 				// version (a deletion inferred wrongly): only a newer stamp wins.
 				at = res.WindowTo
+			case g.class == ClassFieldDrift:
+				// Same updated_at, new fields: the processor applies only
+				// strictly newer versions, so stamp the correction a
+				// microsecond later. VOMO stamps whole seconds, so the next
+				// real version still wins.
+				at = at.Add(time.Microsecond)
 			}
 			ev.Operation, ev.SourceUpdatedAt, ev.Record = eventsv1.Operation_OPERATION_UPSERT, timestamppb.New(at), g.raw
 		}
@@ -94,10 +101,18 @@ type gapToRepair struct {
 	destDeleted bool
 }
 
+// Dead-letter error classes (the processor's apply.Class*) whose failure is
+// tied to the record's content rather than to the environment.
+const classInvalid = "invalid"
+
+var recordSpecific = map[string]bool{classInvalid: true, "validation": true, "destination_rejected": true}
+
 // clearedSince returns whether a dead-lettered gap's cause has cleared: the
-// source has a newer version than the one that failed, or the processor has
-// applied records of this customer and resource since the last failure (the
-// destination accepts writes again). An undecodable event never clears.
+// source has a newer version than the one that failed, or, for failures of
+// the environment (destination down or misconfigured, customer disabled,
+// retries exhausted), the processor has applied records of this customer and
+// resource since the last failure. A record-specific failure (invalid,
+// validation, destination_rejected) of the same version never clears.
 func (r *Reconciler) clearedSince(ctx context.Context, res *RunResult) (func(gapToRepair) bool, error) {
 	var lastApplied *time.Time
 	err := r.DB.QueryRow(ctx, `SELECT max(applied_at) FROM vomosync.sync_state WHERE customer_id = $1 AND resource = $2`,
@@ -116,11 +131,11 @@ func (r *Reconciler) clearedSince(ctx context.Context, res *RunResult) (func(gap
 			// The dead letter was resolved meanwhile (or unreadable): republish.
 			return err == pgx.ErrNoRows
 		}
-		if class == "invalid" {
-			return false
+		if failedVersion != nil && g.sourceAt != nil && g.sourceAt.After(*failedVersion) && class != classInvalid {
+			return true // a new version at the source: worth another try
 		}
-		if failedVersion != nil && g.sourceAt != nil && g.sourceAt.After(*failedVersion) {
-			return true
+		if recordSpecific[class] {
+			return false // the same version would fail the same way
 		}
 		return lastApplied != nil && lastApplied.After(failedAt)
 	}, nil
