@@ -27,6 +27,8 @@ type Binary struct {
 	Secrets []string
 	// Egress lists the TCP ports it dials besides DNS.
 	Egress []int
+	// CallsVOMO: it reads the VOMO API (port 443; the simulator in dev).
+	CallsVOMO bool
 	// Ingress lists the TCP ports others call, besides the admin port.
 	Ingress []int
 	// DrainEnv names the variable bounding its graceful stop, if any: the
@@ -44,22 +46,25 @@ func with(extra ...string) []string { return append(append([]string{}, common...
 var Binaries = []Binary{
 	{
 		Name: "poller", Module: "services/poller",
-		Env:     with("VOMOSYNC_KEK", "POLLER_CONCURRENCY", "POLLER_LEASE"),
-		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
-		Egress:  []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+		Env:       with("VOMOSYNC_KEK", "POLLER_CONCURRENCY", "POLLER_LEASE"),
+		Secrets:   []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
+		Egress:    []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+		CallsVOMO: true,
 	},
 	{
 		Name: "processor", Module: "services/processor",
-		Env:      with("PROCESSOR_BATCH_SIZE", "PROCESSOR_WORKERS", "PROCESSOR_DRAIN_TIMEOUT"),
-		Secrets:  []string{"DATABASE_URL", "NATS_URL"},
-		Egress:   []int{PostgresPort, NATSPort, OTLPPort},
+		Env:     with("PROCESSOR_BATCH_SIZE", "PROCESSOR_WORKERS", "PROCESSOR_DRAIN_TIMEOUT"),
+		Secrets: []string{"DATABASE_URL", "NATS_URL"},
+		// HTTPS to customers' webhook destinations (and 5432 to Postgres ones).
+		Egress:   []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
 		DrainEnv: "PROCESSOR_DRAIN_TIMEOUT",
 	},
 	{
 		Name: "reconciler", Module: "services/reconciler",
-		Env:     with("VOMOSYNC_KEK", "RECONCILER_GAP_THRESHOLD"),
-		Secrets: []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
-		Egress:  []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+		Env:       with("VOMOSYNC_KEK", "RECONCILER_GAP_THRESHOLD"),
+		Secrets:   []string{"DATABASE_URL", "NATS_URL", "VOMOSYNC_KEK"},
+		Egress:    []int{PostgresPort, NATSPort, OTLPPort, HTTPSPort},
+		CallsVOMO: true,
 	},
 	{
 		Name: "console", Module: "services/console",

@@ -237,7 +237,7 @@ func TestNetworkPoliciesAllowOnlyWhatEachNeeds(t *testing.T) {
 				}
 			}
 			wantEgress := append([]int{contract.DNSPort}, b.Egress...)
-			if m.overlay == "dev" && slices.Contains(b.Egress, contract.HTTPSPort) {
+			if m.overlay == "dev" && b.CallsVOMO {
 				wantEgress = append(wantEgress, contract.SimPort) // the simulator stands in for the VOMO API
 			}
 			wantIngress := append([]int{contract.AdminPort}, b.Ingress...)

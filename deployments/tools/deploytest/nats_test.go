@@ -62,8 +62,15 @@ func TestNATSPermissions(t *testing.T) {
 
 	t.Run("processor", func(t *testing.T) {
 		c := connect(t, url, "processor")
+		// Its stream check: an update is refused, the lookup works.
+		c.denied(t, "$JS.API.STREAM.UPDATE.VOMOSYNC_CHANGES", func(ctx context.Context) error {
+			return messaging.EnsureStreams(ctx, c.js, messaging.Settings{Replicas: 1, DuplicateWindow: 2 * time.Minute})
+		})
+		_, err := c.js.Stream(ctx, messaging.StreamChanges)
+		require.NoError(t, err)
 		cons, err := c.js.CreateOrUpdateConsumer(ctx, messaging.StreamChanges, jetstream.ConsumerConfig{
-			Durable: messaging.ConsumerName, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4000,
+			Durable: messaging.ConsumerName, FilterSubject: messaging.ChangesPrefix + ".>",
+			AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4000,
 		})
 		require.NoError(t, err)
 		batch, err := cons.FetchNoWait(10)
@@ -87,7 +94,18 @@ func TestNATSPermissions(t *testing.T) {
 
 	t.Run("reconciler", func(t *testing.T) {
 		c := connect(t, url, "reconciler")
+		require.NoError(t, messaging.EnsureStreams(ctx, c.js, messaging.Settings{Replicas: 1, DuplicateWindow: 2 * time.Minute}))
 		_, err := c.js.Publish(ctx, change, []byte("gap fill"))
+		require.NoError(t, err)
+		// Waiting for the processor to apply a repair.
+		changes, err := c.js.Stream(ctx, messaging.StreamChanges)
+		require.NoError(t, err)
+		last, err := changes.GetLastMsgForSubject(ctx, change)
+		require.NoError(t, err)
+		require.Equal(t, "gap fill", string(last.Data))
+		proc, err := changes.Consumer(ctx, messaging.ConsumerName)
+		require.NoError(t, err)
+		_, err = proc.Info(ctx)
 		require.NoError(t, err)
 		_, err = c.js.Publish(ctx, dead, []byte("again"))
 		require.NoError(t, err)
