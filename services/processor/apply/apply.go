@@ -1,0 +1,766 @@
+// Package apply turns a batch of change events into destination writes in
+// one transaction: the optimistic guard on vomosync.sync_state, the
+// destination write, one audit row per event, outbox rows for one-time
+// actions and dead-letter rows, all committed together. It knows nothing of
+// NATS acks, so syncctl replay runs it against the dry-run destination.
+package apply
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vomosync/vomosync/pkg/customer"
+	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
+	"github.com/vomosync/vomosync/services/processor/destination"
+)
+
+// Outcome of one event, as written to vomosync.audit_log.
+type Outcome string
+
+// Outcomes.
+const (
+	Applied      Outcome = "applied"
+	SkippedStale Outcome = "skipped_stale"
+	Failed       Outcome = "failed"
+	DeadLettered Outcome = "dead_lettered"
+)
+
+// Error classes of dead letters (dead_letters.error_class and the reason
+// label of vomosync_dead_letters_total).
+const (
+	ClassInvalid          = "invalid"              // undecodable or malformed event
+	ClassValidation       = "validation"           // record fails validation
+	ClassUnknownCustomer  = "unknown_customer"     // no such customer
+	ClassCustomerDisabled = "customer_disabled"    // customer disabled
+	ClassConfig           = "destination_config"   // destination misconfigured
+	ClassRejected         = "destination_rejected" // destination refused the record
+	ClassExhausted        = "retries_exhausted"    // failed on every attempt
+)
+
+// Message is one delivered event. Event is nil when DecodeErr is set.
+type Message struct {
+	// Ctx carries the record's span: its trace id goes into the audit row.
+	Ctx       context.Context
+	Event     *eventsv1.ChangeEvent
+	DecodeErr error
+	Subject   string
+	Data      []byte
+	Header    nats.Header
+	StreamSeq uint64
+	// Attempt is the delivery count, 1 for the first delivery.
+	Attempt int
+}
+
+// Result is what happened to one message.
+type Result struct {
+	Outcome Outcome
+	// Err says why the message failed, was dead-lettered or skipped.
+	Err error
+	// Class is the dead-letter class (or the failure's, for Failed).
+	Class         string
+	FirstSeen     bool
+	ChangedFields []string
+}
+
+// Destinations resolves a customer's destination.
+type Destinations interface {
+	For(ctx context.Context, c customer.Customer) (destination.Target, error)
+}
+
+// Beginner starts the batch transaction (a *pgxpool.Pool).
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Applier applies batches. It is safe for concurrent use.
+type Applier struct {
+	DB           Beginner
+	Customers    Customers
+	Destinations Destinations
+	// MaxAttempts: a message failing on its MaxAttempts-th delivery is
+	// dead-lettered instead of retried (0 = never).
+	MaxAttempts int
+	// DryRun rolls the transaction back: nothing is recorded, and the
+	// destination (replay uses destination.DryRun) shows what would run.
+	DryRun bool
+
+	stats Stats
+}
+
+// Stats are counters for tests and logs.
+type Stats struct {
+	OutboxEnqueued  atomic.Int64
+	OutboxConflicts atomic.Int64 // enqueue attempts of a dedup key already queued
+	TxRetries       atomic.Int64
+}
+
+// Stats returns the applier's counters.
+func (a *Applier) Stats() *Stats { return &a.stats }
+
+// cand is an event that passed validation.
+type cand struct {
+	i        int
+	ev       *eventsv1.ChangeEvent
+	op       destination.Op
+	fields   map[string]json.RawMessage
+	hash     []byte
+	target   destination.Target
+	cust     customer.Customer
+	prev     *prevState
+	winner   bool
+	outcome  Outcome
+	inserted bool
+}
+
+type prevState struct {
+	updated  time.Time
+	record   []byte
+	noRecord bool
+}
+
+// Apply applies msgs in one transaction and returns one result per message.
+// An error means nothing was committed (database unavailable, context
+// cancelled): the caller retries the whole batch later.
+func (a *Applier) Apply(ctx context.Context, msgs []Message) ([]Result, error) {
+	pre, cands, err := a.prepare(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		res := slices.Clone(pre)
+		for _, c := range cands {
+			c.prev, c.outcome, c.inserted = nil, "", false
+		}
+		err := a.run(ctx, msgs, cands, res)
+		if err == nil {
+			return res, nil
+		}
+		if !retryableTx(err) || attempt >= 4 || ctx.Err() != nil {
+			return nil, err
+		}
+		a.stats.TxRetries.Add(1)
+	}
+}
+
+// retryableTx reports errors that a fresh attempt of the same transaction
+// usually avoids: deadlocks between replicas and serialization failures.
+func retryableTx(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// prepare validates messages, resolves customers and destinations, and picks
+// the newest version of each record in the batch.
+func (a *Applier) prepare(ctx context.Context, msgs []Message) ([]Result, []*cand, error) {
+	res := make([]Result, len(msgs))
+	dead := func(i int, class string, err error) {
+		res[i] = Result{Outcome: DeadLettered, Class: class, Err: err}
+	}
+	var cands []*cand
+	for i, m := range msgs {
+		if m.DecodeErr != nil || m.Event == nil {
+			err := m.DecodeErr
+			if err == nil {
+				err = errors.New("no event")
+			}
+			dead(i, ClassInvalid, err)
+			continue
+		}
+		ev := m.Event
+		if !customer.KnownResource(ev.GetResource()) {
+			dead(i, ClassInvalid, fmt.Errorf("unknown resource %q", ev.GetResource()))
+			continue
+		}
+		c, err := a.Customers.Get(ctx, ev.GetCustomerId())
+		if errors.Is(err, customer.ErrNotFound) {
+			dead(i, ClassUnknownCustomer, err)
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("customer %s: %w", ev.GetCustomerId(), err)
+		}
+		if c.Status == "disabled" {
+			dead(i, ClassCustomerDisabled, fmt.Errorf("customer %s is disabled", c.ID))
+			continue
+		}
+		k := &cand{i: i, ev: ev, cust: c, op: destination.Op{
+			CustomerID: ev.GetCustomerId(), Resource: ev.GetResource(), RecordID: ev.GetRecordId(),
+			ExternalID: destination.ExternalID(ev.GetRecordId()), Delete: ev.GetOperation() == eventsv1.Operation_OPERATION_DELETE,
+			SourceUpdatedAt: ev.GetSourceUpdatedAt().AsTime(), TraceID: traceID(m.Ctx),
+		}}
+		if !k.op.Delete {
+			fields, err := validateRecord(ev)
+			if err != nil {
+				dead(i, ClassValidation, err)
+				continue
+			}
+			k.fields, k.op.Record = fields, json.RawMessage(ev.GetRecord())
+			sum := sha256.Sum256(ev.GetRecord())
+			k.hash = sum[:]
+		}
+		t, err := a.Destinations.For(ctx, c)
+		if err != nil {
+			if destination.Permanent(err) {
+				dead(i, ClassConfig, err)
+				continue
+			}
+			return nil, nil, fmt.Errorf("destination of %s: %w", c.ID, err)
+		}
+		k.target = t
+		cands = append(cands, k)
+	}
+	// Newest version of each record wins (ties: the later message); the
+	// others are superseded within the batch.
+	slices.SortStableFunc(cands, func(x, y *cand) int {
+		if c := compareKey(x.op, y.op); c != 0 {
+			return c
+		}
+		return x.op.SourceUpdatedAt.Compare(y.op.SourceUpdatedAt)
+	})
+	for j, k := range cands {
+		if j+1 < len(cands) && compareKey(k.op, cands[j+1].op) == 0 {
+			res[k.i] = Result{Outcome: SkippedStale, Err: errors.New("superseded by a newer version in the same batch")}
+			continue
+		}
+		k.winner = true
+	}
+	return res, cands, nil
+}
+
+func compareKey(a, b destination.Op) int {
+	if c := strings.Compare(a.CustomerID, b.CustomerID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Resource, b.Resource); c != 0 {
+		return c
+	}
+	return strings.Compare(a.RecordID, b.RecordID)
+}
+
+// validateRecord checks an upsert's record: a JSON object whose id, when
+// present, is the event's record id.
+func validateRecord(ev *eventsv1.ChangeEvent) (map[string]json.RawMessage, error) {
+	raw := ev.GetRecord()
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, errors.New("upsert without a record")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("record is not a JSON object: %v", err)
+	}
+	if id, ok := fields["id"]; ok {
+		s := string(bytes.Trim(bytes.TrimSpace(id), `"`))
+		if s != ev.GetRecordId() {
+			return nil, fmt.Errorf("record id %s does not match event record_id %q", id, ev.GetRecordId())
+		}
+	}
+	return fields, nil
+}
+
+func traceID(ctx context.Context) string {
+	if ctx == nil {
+		return ""
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.HasTraceID() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+// run is one attempt of the batch transaction.
+func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []Result) error {
+	tx, err := a.DB.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	var winners []*cand
+	for _, k := range cands {
+		if k.winner {
+			winners = append(winners, k)
+		}
+	}
+	if len(winners) > 0 {
+		if err := stage(ctx, tx, winners); err != nil {
+			return err
+		}
+		if err := guard(ctx, tx, winners); err != nil {
+			return err
+		}
+		if err := a.writeDestinations(ctx, tx, msgs, winners, res); err != nil {
+			return err
+		}
+		if err := a.recordState(ctx, tx, winners, res); err != nil {
+			return err
+		}
+		if err := a.enqueueActions(ctx, tx, winners); err != nil {
+			return err
+		}
+	}
+	if err := a.deadLetterRows(ctx, tx, msgs, res); err != nil {
+		return err
+	}
+	if err := audit(ctx, tx, msgs, res); err != nil {
+		return err
+	}
+	if a.DryRun {
+		return nil
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit batch: %w", err)
+	}
+	return nil
+}
+
+var stageCols = []string{"idx", "customer_id", "resource", "record_id", "external_id", "source_updated_at", "deleted", "content_hash", "record", "trace_id"}
+
+// stage copies the batch into a session-local table, so the guard and the
+// state upsert are single set-based statements.
+func stage(ctx context.Context, tx pgx.Tx, winners []*cand) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS processor_stage (
+		idx int, customer_id text, resource text, record_id text, external_id text,
+		source_updated_at timestamptz, deleted boolean, content_hash bytea, record jsonb, trace_id text
+	) ON COMMIT DELETE ROWS`); err != nil {
+		return fmt.Errorf("stage table: %w", err)
+	}
+	// A rolled-back attempt leaves rows behind in a reused session.
+	if _, err := tx.Exec(ctx, `TRUNCATE processor_stage`); err != nil {
+		return fmt.Errorf("stage truncate: %w", err)
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"processor_stage"}, stageCols,
+		pgx.CopyFromSlice(len(winners), func(j int) ([]any, error) {
+			k := winners[j]
+			var rec any
+			if !k.op.Delete {
+				rec = k.op.Record
+			}
+			return []any{k.i, k.op.CustomerID, k.op.Resource, k.op.RecordID, k.op.ExternalID,
+				k.op.SourceUpdatedAt, k.op.Delete, k.hash, rec, k.op.TraceID}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("stage copy: %w", err)
+	}
+	return nil
+}
+
+// guard locks the existing state rows of the batch in key order (replicas
+// lock in the same order, so they wait rather than deadlock) and marks
+// versions not newer than the applied one as stale.
+func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
+	rows, err := tx.Query(ctx, `SELECT s.idx, ss.source_updated_at, ss.record, ss.record IS NULL
+		FROM vomosync.sync_state ss
+		JOIN processor_stage s USING (customer_id, resource, record_id)
+		ORDER BY ss.customer_id, ss.resource, ss.record_id
+		FOR UPDATE OF ss`)
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	byIdx := make(map[int]*cand, len(winners))
+	for _, k := range winners {
+		byIdx[k.i] = k
+	}
+	for rows.Next() {
+		var idx int
+		p := &prevState{}
+		if err := rows.Scan(&idx, &p.updated, &p.record, &p.noRecord); err != nil {
+			rows.Close()
+			return fmt.Errorf("guard scan: %w", err)
+		}
+		if k := byIdx[idx]; k != nil {
+			k.prev = p
+			if !p.updated.Before(k.op.SourceUpdatedAt) {
+				k.outcome = SkippedStale
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
+	return nil
+}
+
+// writeDestinations writes the fresh versions, one savepoint per
+// destination group so one group's failure leaves the others committed.
+func (a *Applier) writeDestinations(ctx context.Context, tx pgx.Tx, msgs []Message, winners []*cand, res []Result) error {
+	groups := map[string][]*cand{}
+	var keys []string
+	for _, k := range winners {
+		if k.outcome == SkippedStale {
+			res[k.i] = Result{Outcome: SkippedStale, Err: errors.New("not newer than the version already applied")}
+			continue
+		}
+		if _, ok := groups[k.target.Key]; !ok {
+			keys = append(keys, k.target.Key)
+		}
+		groups[k.target.Key] = append(groups[k.target.Key], k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		g := groups[key]
+		perOp, err := a.writeGroup(ctx, tx, g)
+		if err != nil {
+			return err
+		}
+		for j, k := range g {
+			a.settle(k, msgs[k.i], perOp[j], res)
+		}
+	}
+	return nil
+}
+
+// writeGroup returns one result per op. A batch error that blames no op in
+// particular, if permanent, is narrowed down by writing ops one at a time.
+func (a *Applier) writeGroup(ctx context.Context, tx pgx.Tx, g []*cand) ([]error, error) {
+	ops := make([]destination.Op, len(g))
+	for j, k := range g {
+		ops[j] = k.op
+	}
+	dest := g[0].target.Dest
+	perOp, err := savepoint(ctx, tx, dest, ops)
+	switch {
+	case err == nil:
+		return perOp, nil
+	case retryableTx(err) || ctx.Err() != nil:
+		return nil, err
+	case destination.Permanent(err) && len(ops) > 1:
+		out := make([]error, len(ops))
+		for j := range ops {
+			r, err := savepoint(ctx, tx, dest, ops[j:j+1])
+			switch {
+			case retryableTx(err):
+				return nil, err
+			case err != nil:
+				out[j] = err
+			default:
+				out[j] = r[0]
+			}
+		}
+		return out, nil
+	default:
+		out := make([]error, len(ops))
+		for j := range out {
+			out[j] = err
+		}
+		return out, nil
+	}
+}
+
+func savepoint(ctx context.Context, tx pgx.Tx, dest destination.Destination, ops []destination.Op) ([]error, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	perOp, err := dest.Apply(ctx, sp, ops)
+	if err == nil && len(perOp) != len(ops) {
+		err = fmt.Errorf("destination answered %d results for %d ops", len(perOp), len(ops))
+	}
+	if err != nil {
+		if rbErr := sp.Rollback(ctx); rbErr != nil && !retryableTx(err) {
+			return nil, fmt.Errorf("rollback to savepoint: %w", rbErr)
+		}
+		return nil, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return perOp, nil
+}
+
+// settle turns a destination answer into the message's result.
+func (a *Applier) settle(k *cand, m Message, err error, res []Result) {
+	switch {
+	case err == nil:
+		k.outcome = Applied // confirmed by recordState
+	case errors.Is(err, destination.ErrStale):
+		k.outcome = SkippedStale
+		res[k.i] = Result{Outcome: SkippedStale, Err: err}
+	case destination.Permanent(err):
+		k.outcome = DeadLettered
+		res[k.i] = Result{Outcome: DeadLettered, Class: ClassRejected, Err: err}
+	case a.MaxAttempts > 0 && m.Attempt >= a.MaxAttempts:
+		k.outcome = DeadLettered
+		res[k.i] = Result{Outcome: DeadLettered, Class: ClassExhausted,
+			Err: fmt.Errorf("failed on all %d attempts, last: %w", m.Attempt, err)}
+	default:
+		k.outcome = Failed
+		res[k.i] = Result{Outcome: Failed, Class: "destination_unavailable", Err: err}
+	}
+}
+
+// recordState advances sync_state for the applied versions. The upsert's
+// guard settles races with other replicas; a row it inserts is a record seen
+// for the first time.
+func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, res []Result) error {
+	var idx []int32
+	byKey := map[[3]string]*cand{}
+	for _, k := range winners {
+		if k.outcome == Applied {
+			idx = append(idx, int32(k.i))
+			byKey[[3]string{k.op.CustomerID, k.op.Resource, k.op.RecordID}] = k
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO vomosync.sync_state AS ss
+			(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id, applied_at)
+		SELECT customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id, now()
+		FROM processor_stage WHERE idx = ANY($1)
+		ORDER BY customer_id, resource, record_id
+		ON CONFLICT (customer_id, resource, record_id) DO UPDATE SET
+			external_id = EXCLUDED.external_id, source_updated_at = EXCLUDED.source_updated_at,
+			deleted = EXCLUDED.deleted, content_hash = coalesce(EXCLUDED.content_hash, ss.content_hash),
+			record = coalesce(EXCLUDED.record, ss.record), trace_id = EXCLUDED.trace_id, applied_at = now()
+		WHERE ss.source_updated_at < EXCLUDED.source_updated_at
+		RETURNING customer_id, resource, record_id, (xmax = 0)`, idx)
+	if err != nil {
+		return fmt.Errorf("sync state: %w", err)
+	}
+	done := map[*cand]bool{}
+	for rows.Next() {
+		var key [3]string
+		var inserted bool
+		if err := rows.Scan(&key[0], &key[1], &key[2], &inserted); err != nil {
+			rows.Close()
+			return fmt.Errorf("sync state scan: %w", err)
+		}
+		if k := byKey[key]; k != nil {
+			done[k], k.inserted = true, inserted
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sync state: %w", err)
+	}
+	for _, k := range byKey {
+		if !done[k] {
+			// Another replica committed a newer version since the guard read.
+			k.outcome = SkippedStale
+			res[k.i] = Result{Outcome: SkippedStale, Err: errors.New("a newer version was applied concurrently")}
+			continue
+		}
+		r := Result{Outcome: Applied}
+		if !k.op.Delete {
+			// First seen: no earlier version was ever applied (a tombstone
+			// of a record deleted before we saw it does not count).
+			r.FirstSeen = k.inserted || (k.prev != nil && k.prev.noRecord)
+			r.ChangedFields = changedFields(k.fields, k.prev)
+		}
+		res[k.i] = r
+	}
+	return nil
+}
+
+// changedFields names the top-level keys whose values differ from the last
+// applied record (all keys for a first version).
+func changedFields(now map[string]json.RawMessage, prev *prevState) []string {
+	var before map[string]json.RawMessage
+	if prev != nil && len(prev.record) > 0 {
+		_ = json.Unmarshal(prev.record, &before)
+	}
+	out := make([]string, 0, len(now))
+	for key, v := range now {
+		if old, ok := before[key]; !ok || !sameJSON(old, v) {
+			out = append(out, key)
+		}
+	}
+	for key := range before {
+		if _, ok := now[key]; !ok {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
+		return false
+	}
+	return bytes.Equal(ca.Bytes(), cb.Bytes())
+}
+
+// enqueueActions writes one outbox row per (action, record) seen for the
+// first time. The unique dedup key is a second line of defence: the first
+// sighting is decided once, by the sync_state insert.
+func (a *Applier) enqueueActions(ctx context.Context, tx pgx.Tx, winners []*cand) error {
+	var keys, custs, ress, recs, exts, names, urls, refs, traces []string
+	var allow []bool
+	var payloads [][]byte
+	for _, k := range winners {
+		if k.outcome != Applied || k.op.Delete || !(k.inserted || (k.prev != nil && k.prev.noRecord)) {
+			continue
+		}
+		eff := k.cust.Settings.Effective()
+		for _, act := range eff.Actions {
+			if act.On != "first_seen" || act.Resource != k.op.Resource {
+				continue
+			}
+			key := act.Name + ":" + k.op.CustomerID + ":" + k.op.Resource + ":" + k.op.RecordID
+			p, err := json.Marshal(map[string]any{
+				"action": act.Name, "event": "first_seen", "dedup_key": key, "customer_id": k.op.CustomerID,
+				"resource": k.op.Resource, "external_id": k.op.ExternalID,
+				"source_updated_at": k.op.SourceUpdatedAt.UTC(), "record": k.op.Record,
+			})
+			if err != nil {
+				return fmt.Errorf("outbox payload: %w", err)
+			}
+			keys, custs, ress = append(keys, key), append(custs, k.op.CustomerID), append(ress, k.op.Resource)
+			recs, exts, names = append(recs, k.op.RecordID), append(exts, k.op.ExternalID), append(names, act.Name)
+			urls, refs, traces = append(urls, act.URL), append(refs, eff.Destination.SigningKey), append(traces, k.op.TraceID)
+			allow, payloads = append(allow, eff.Destination.AllowPrivate), append(payloads, p)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO vomosync.outbox
+			(dedup_key, customer_id, resource, record_id, external_id, action, url, signing_key_ref, trace_id, allow_private, payload)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::boolean[], $11::jsonb[])
+		ORDER BY 1
+		ON CONFLICT (dedup_key) DO NOTHING`,
+		keys, custs, ress, recs, exts, names, urls, refs, traces, allow, payloads)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	a.stats.OutboxEnqueued.Add(tag.RowsAffected())
+	a.stats.OutboxConflicts.Add(int64(len(keys)) - tag.RowsAffected())
+	return nil
+}
+
+// deadLetterRows records every dead-lettered message. A message
+// dead-lettered again after a crash updates its row (same stream sequence).
+func (a *Applier) deadLetterRows(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
+	b := &pgx.Batch{}
+	for i, r := range res {
+		if r.Outcome != DeadLettered {
+			continue
+		}
+		m := msgs[i]
+		cust, resource := SubjectParts(m.Subject)
+		var recID string
+		var updated *time.Time
+		if m.Event != nil {
+			cust, resource, recID = m.Event.GetCustomerId(), m.Event.GetResource(), m.Event.GetRecordId()
+			if ts := m.Event.GetSourceUpdatedAt(); ts != nil {
+				t := ts.AsTime()
+				updated = &t
+			}
+		}
+		hdr, _ := json.Marshal(m.Header)
+		if m.Header == nil {
+			hdr = []byte("{}")
+		}
+		var seq *int64
+		if m.StreamSeq > 0 {
+			s := int64(m.StreamSeq)
+			seq = &s
+		}
+		b.Queue(`INSERT INTO vomosync.dead_letters AS d (customer_id, resource, record_id, record_updated_at, msg_id,
+				subject, payload, headers, error, error_class, attempts, trace_id, first_failed_at, last_failed_at, stream_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+				coalesce((SELECT min(processed_at) FROM vomosync.audit_log
+					WHERE customer_id = $1 AND resource = $2 AND record_id = $3 AND outcome = 'failed'
+					AND record_updated_at IS NOT DISTINCT FROM $4 AND processed_at > now() - interval '30 days'), now()),
+				now(), $13)
+			ON CONFLICT (stream_seq, subject, msg_id) WHERE stream_seq IS NOT NULL DO UPDATE SET
+				attempts = greatest(d.attempts, EXCLUDED.attempts), last_failed_at = now(),
+				error = EXCLUDED.error, error_class = EXCLUDED.error_class, status = 'open'`,
+			cust, resource, recID, updated, m.Header.Get(nats.MsgIdHdr), m.Subject, m.Data, hdr,
+			errText(r.Err), r.Class, max(m.Attempt, 1), traceID(m.Ctx), seq)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
+}
+
+var auditCols = []string{"customer_id", "resource", "record_id", "record_updated_at", "trace_id", "cycle_id",
+	"origin", "operation", "outcome", "changed_fields", "error"}
+
+// audit writes one row per message with COPY.
+func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"vomosync", "audit_log"}, auditCols,
+		pgx.CopyFromSlice(len(msgs), func(i int) ([]any, error) {
+			m, r := msgs[i], res[i]
+			cust, resource := SubjectParts(m.Subject)
+			var recID, cycle, origin, op string
+			origin, op = "unspecified", "unknown"
+			var updated *time.Time
+			if ev := m.Event; ev != nil {
+				cust, resource, recID, cycle = ev.GetCustomerId(), ev.GetResource(), ev.GetRecordId(), ev.GetCycleId()
+				origin = OriginName(ev.GetOrigin())
+				op = "upsert"
+				if ev.GetOperation() == eventsv1.Operation_OPERATION_DELETE {
+					op = "delete"
+				}
+				if ts := ev.GetSourceUpdatedAt(); ts != nil {
+					t := ts.AsTime()
+					updated = &t
+				}
+			}
+			var changed any
+			if r.Outcome == Applied && r.ChangedFields != nil {
+				changed = r.ChangedFields
+			}
+			return []any{cust, resource, recID, updated, traceID(m.Ctx), cycle, origin, op, string(r.Outcome),
+				changed, errText(r.Err)}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("audit copy: %w", err)
+	}
+	return nil
+}
+
+// OriginName is the audit spelling of an origin: poll, backfill, reconcile,
+// replay, redrive.
+func OriginName(o eventsv1.Origin) string {
+	if o == eventsv1.Origin_ORIGIN_UNSPECIFIED {
+		return "unspecified"
+	}
+	return strings.ToLower(strings.TrimPrefix(o.String(), "ORIGIN_"))
+}
+
+// SubjectParts returns the customer and resource tokens of a change subject
+// ("unknown" for what it cannot tell), for messages that do not decode.
+func SubjectParts(subject string) (cust, resource string) {
+	parts := strings.Split(subject, ".")
+	cust, resource = "unknown", "unknown"
+	if len(parts) == 4 {
+		cust, resource = parts[2], parts[3]
+	}
+	return cust, resource
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > 2000 {
+		s = s[:2000]
+	}
+	return strings.ToValidUTF8(s, "?")
+}

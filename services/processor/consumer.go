@@ -1,0 +1,319 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/pkg/messaging"
+	"github.com/vomosync/vomosync/services/processor/apply"
+)
+
+const tracerName = "github.com/vomosync/vomosync/services/processor"
+
+// HeaderStreamSeq names the original stream sequence on a dead letter.
+const HeaderStreamSeq = "Vomosync-Stream-Seq"
+
+// errCrash marks a hook-simulated crash: stop without acking or draining.
+var errCrash = errors.New("simulated crash")
+
+type worker struct {
+	p    *Processor
+	id   int
+	cons jetstream.Consumer
+	log  zerolog.Logger
+}
+
+// run pulls and processes batches until ctx is cancelled. The batch in
+// flight then finishes on a context that outlives ctx by DrainTimeout.
+func (w *worker) run(ctx context.Context) error {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.p.cfg.DrainTimeout, cancel)
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stop()
+	idle := 0
+	for ctx.Err() == nil {
+		msgs, err := w.fetch(ctx)
+		if err != nil {
+			idle++
+			w.log.Warn().Err(err).Msg("fetch failed")
+			sleep(ctx, backoff(idle, 100*time.Millisecond, 5*time.Second))
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		idle = 0
+		if err := w.process(work, msgs); err != nil {
+			if errors.Is(err, errCrash) {
+				return err
+			}
+			// Database or broker down: the batch was nak'd; slow down so
+			// the outage does not burn deliveries.
+			sleep(ctx, w.p.cfg.RetryBase)
+		}
+	}
+	return nil
+}
+
+// fetch takes what is pending without waiting; on an idle stream it waits up
+// to MaxWait for one message, then takes what else arrived with it.
+func (w *worker) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	n := w.p.cfg.BatchSize
+	msgs, err := collect(w.cons.FetchNoWait(n))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	first, err := collect(w.cons.Fetch(1, jetstream.FetchMaxWait(w.p.cfg.MaxWait), jetstream.FetchContext(ctx)))
+	if err != nil || len(first) == 0 || n == 1 {
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return first, err
+	}
+	more, err := collect(w.cons.FetchNoWait(n - 1))
+	return append(first, more...), err
+}
+
+func collect(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var out []jetstream.Msg
+	for m := range b.Messages() {
+		out = append(out, m)
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		return out, err
+	}
+	return out, nil
+}
+
+// process applies one batch and answers every message: ack after commit,
+// nak with backoff on a retryable failure, dead-letter and term otherwise.
+func (w *worker) process(ctx context.Context, raw []jetstream.Msg) (err error) {
+	start := time.Now()
+	m := w.p.deps.Metrics
+	msgs, spans := w.decode(ctx, raw)
+	defer func() {
+		if r := recover(); r != nil {
+			m.Panics.Inc()
+			err = fmt.Errorf("panic processing batch: %v", r)
+			w.log.Error().Interface("panic", r).Msg("batch panicked; nak'd for redelivery")
+			w.nakAll(raw, msgs)
+			endSpans(spans, nil, err)
+		}
+	}()
+	results, err := w.p.applier.Apply(ctx, msgs)
+	if err != nil {
+		w.nakAll(raw, msgs)
+		endSpans(spans, nil, err)
+		w.logBatch(msgs, nil, time.Since(start), err)
+		return err
+	}
+	if hook := w.p.deps.Hooks.AfterCommit; hook != nil {
+		if herr := hook(ctx, len(raw)); herr != nil {
+			endSpans(spans, results, herr)
+			return fmt.Errorf("%w: %v", errCrash, herr)
+		}
+	}
+	for i, msg := range raw {
+		w.answer(ctx, msg, msgs[i], results[i])
+	}
+	m.BatchSize.Observe(float64(len(raw)))
+	m.BatchDuration.Observe(time.Since(start).Seconds())
+	w.count(msgs, results)
+	w.p.lag.observe(raw)
+	endSpans(spans, results, nil)
+	w.logBatch(msgs, results, time.Since(start), nil)
+	return nil
+}
+
+// decode turns deliveries into apply messages, each with its consumer span
+// as a child of the publisher's span (so one trace spans the poll cycle).
+func (w *worker) decode(ctx context.Context, raw []jetstream.Msg) ([]apply.Message, []trace.Span) {
+	tr := otel.Tracer(tracerName)
+	msgs := make([]apply.Message, len(raw))
+	spans := make([]trace.Span, len(raw))
+	for i, r := range raw {
+		ev, derr := messaging.Decode(r.Data())
+		_, resource := apply.SubjectParts(r.Subject())
+		if ev != nil {
+			resource = ev.GetResource()
+		}
+		sctx, span := tr.Start(messaging.Extract(ctx, r.Headers()), "process "+resource,
+			trace.WithSpanKind(trace.SpanKindConsumer))
+		m := apply.Message{Ctx: sctx, Event: ev, DecodeErr: derr, Subject: r.Subject(), Data: r.Data(), Header: r.Headers(), Attempt: 1}
+		if md, err := r.Metadata(); err == nil {
+			m.StreamSeq, m.Attempt = md.Sequence.Stream, int(md.NumDelivered)
+		}
+		if ev != nil {
+			span.SetAttributes(attribute.String("vomosync.customer_id", ev.GetCustomerId()),
+				attribute.String("vomosync.record_id", ev.GetRecordId()), attribute.Int("vomosync.attempt", m.Attempt))
+		}
+		msgs[i], spans[i] = m, span
+	}
+	return msgs, spans
+}
+
+func endSpans(spans []trace.Span, results []apply.Result, err error) {
+	for i, s := range spans {
+		switch {
+		case err != nil:
+			s.SetStatus(codes.Error, err.Error())
+		case results != nil:
+			r := results[i]
+			s.SetAttributes(attribute.String("vomosync.outcome", string(r.Outcome)))
+			if r.Err != nil && (r.Outcome == apply.Failed || r.Outcome == apply.DeadLettered) {
+				s.SetStatus(codes.Error, r.Err.Error())
+			}
+		}
+		s.End()
+	}
+}
+
+// answer acks, naks or terminates one message after the commit.
+func (w *worker) answer(ctx context.Context, msg jetstream.Msg, m apply.Message, r apply.Result) {
+	var err error
+	switch r.Outcome {
+	case apply.Applied, apply.SkippedStale:
+		err = msg.Ack()
+	case apply.Failed:
+		err = msg.NakWithDelay(w.retryDelay(m.Attempt))
+	case apply.DeadLettered:
+		if perr := w.publishDeadLetter(ctx, msg, m, r); perr != nil {
+			// The dead_letters row is committed; the redelivery updates it
+			// and tries the publish again.
+			w.log.Error().Err(perr).Str(logging.FRecordID, recordID(m)).Msg("publish dead letter")
+			err = msg.NakWithDelay(w.retryDelay(m.Attempt))
+			break
+		}
+		err = msg.Term()
+	}
+	if err != nil {
+		// An answer lost here means a redelivery, which the guard absorbs.
+		w.log.Warn().Err(err).Str(logging.FRecordID, recordID(m)).Msg("answer message")
+	}
+}
+
+// publishDeadLetter copies the original message to the dead-letter stream
+// with the reason in headers. Its message id makes a repeat after a crash a
+// duplicate JetStream drops.
+func (w *worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, m apply.Message, r apply.Result) error {
+	cust, resource := apply.SubjectParts(m.Subject)
+	if m.Event != nil {
+		cust, resource = m.Event.GetCustomerId(), m.Event.GetResource()
+	}
+	if !messaging.ValidToken(cust) {
+		cust = "unknown"
+	}
+	if !messaging.ValidToken(resource) {
+		resource = "unknown"
+	}
+	out := nats.NewMsg(messaging.DLQSubject(cust, resource))
+	out.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		out.Header[k] = v
+	}
+	errText := ""
+	if r.Err != nil {
+		errText = r.Err.Error()
+	}
+	if len(errText) > 1024 {
+		errText = errText[:1024]
+	}
+	out.Header.Set(messaging.HeaderError, r.Class+": "+errText)
+	out.Header.Set(messaging.HeaderAttempts, strconv.Itoa(m.Attempt))
+	out.Header.Set(HeaderStreamSeq, strconv.FormatUint(m.StreamSeq, 10))
+	out.Header.Set(nats.MsgIdHdr, "dlq:"+strconv.FormatUint(m.StreamSeq, 10)+":"+msg.Headers().Get(nats.MsgIdHdr))
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.p.deps.JS.PublishMsg(pctx, out, jetstream.WithExpectStream(messaging.StreamDLQ)); err != nil {
+		return fmt.Errorf("publish %s: %w", out.Subject, err)
+	}
+	return nil
+}
+
+// nakAll answers a batch that did not commit: everything is retried.
+func (w *worker) nakAll(raw []jetstream.Msg, msgs []apply.Message) {
+	for i, msg := range raw {
+		attempt := 1
+		if i < len(msgs) {
+			attempt = msgs[i].Attempt
+		}
+		_ = msg.NakWithDelay(w.retryDelay(attempt))
+	}
+}
+
+// retryDelay grows exponentially with the attempt, with jitter so retries of
+// one batch spread out.
+func (w *worker) retryDelay(attempt int) time.Duration {
+	return backoff(attempt, w.p.cfg.RetryBase, w.p.cfg.RetryMax)
+}
+
+func backoff(attempt int, base, maxDelay time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func recordID(m apply.Message) string {
+	if m.Event != nil {
+		return m.Event.GetRecordId()
+	}
+	return ""
+}
+
+// lagTracker remembers when the oldest message of the last batch was
+// published, for consumer_oldest_pending_age_seconds.
+type lagTracker struct{ oldest atomic.Int64 }
+
+func (l *lagTracker) observe(raw []jetstream.Msg) {
+	var oldest int64
+	for _, r := range raw {
+		if md, err := r.Metadata(); err == nil {
+			if ts := md.Timestamp.UnixNano(); oldest == 0 || ts < oldest {
+				oldest = ts
+			}
+		}
+	}
+	if oldest > 0 {
+		l.oldest.Store(oldest)
+	}
+}
+
+func (l *lagTracker) age() time.Duration {
+	ts := l.oldest.Load()
+	if ts == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, ts))
+}

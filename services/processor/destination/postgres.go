@@ -1,0 +1,167 @@
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Postgres writes one table per resource in a schema of the vomosync
+// database (vomosync.ensure_destination_schema creates them). Upserts and
+// soft deletes keep the newest source version per (customer, external id);
+// hard deletes remove the row.
+type Postgres struct {
+	schema     string
+	hardDelete bool
+}
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// NewPostgres returns the destination for schema. It fails for a schema that
+// is not a plain lower-case identifier.
+func NewPostgres(schema string, hardDelete bool) (*Postgres, error) {
+	if !schemaRE.MatchString(schema) {
+		return nil, fmt.Errorf("%w: destination schema %q is not a plain lower-case identifier", ErrRejected, schema)
+	}
+	return &Postgres{schema: schema, hardDelete: hardDelete}, nil
+}
+
+// EnsureSchema creates the schema's tables when missing (idempotent).
+func EnsureSchema(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, schema string) error {
+	if _, err := db.Exec(ctx, `SELECT vomosync.ensure_destination_schema($1)`, schema); err != nil {
+		return fmt.Errorf("ensure destination schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Apply implements Destination: one statement per resource and kind.
+func (p *Postgres) Apply(ctx context.Context, tx pgx.Tx, ops []Op) ([]error, error) {
+	if tx == nil {
+		return nil, errors.New("postgres destination needs the batch transaction")
+	}
+	res := make([]error, len(ops))
+	type group struct {
+		resource string
+		del      bool
+	}
+	idx := map[group][]int{}
+	var order []group
+	for i, op := range ops {
+		g := group{op.Resource, op.Delete}
+		if _, ok := idx[g]; !ok {
+			order = append(order, g)
+		}
+		idx[g] = append(idx[g], i)
+	}
+	// A fixed order of statements keeps lock order equal across replicas.
+	slices.SortFunc(order, func(a, b group) int {
+		if a.resource != b.resource {
+			if a.resource < b.resource {
+				return -1
+			}
+			return 1
+		}
+		if a.del == b.del {
+			return 0
+		}
+		if !a.del {
+			return -1
+		}
+		return 1
+	})
+	for _, g := range order {
+		if err := p.write(ctx, tx, g.resource, g.del, ops, idx[g], res); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (p *Postgres) write(ctx context.Context, tx pgx.Tx, resource string, del bool, ops []Op, which []int, res []error) error {
+	n := len(which)
+	cust, ext, trace := make([]string, n), make([]string, n), make([]string, n)
+	upd := make([]time.Time, n)
+	recs := make([][]byte, n)
+	for j, i := range which {
+		op := ops[i]
+		cust[j], ext[j], upd[j], trace[j] = op.CustomerID, op.ExternalID, op.SourceUpdatedAt, op.TraceID
+		recs[j] = op.Record
+	}
+	table := pgx.Identifier{p.schema, resource}.Sanitize()
+	var sql string
+	args := []any{cust, ext, upd}
+	switch {
+	case !del:
+		sql = `INSERT INTO ` + table + ` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
+			SELECT c, e, u, false, NULL, r, t, now() FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::text[]) AS x(c, e, u, r, t)
+			ON CONFLICT (customer_id, external_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at,
+				deleted = false, deleted_at = NULL, record = EXCLUDED.record, trace_id = EXCLUDED.trace_id, synced_at = now()
+			WHERE d.source_updated_at < EXCLUDED.source_updated_at
+			RETURNING external_id, customer_id`
+		args = append(args, recs, trace)
+	case p.hardDelete:
+		sql = `DELETE FROM ` + table + ` AS d USING unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(c, e, u)
+			WHERE d.customer_id = x.c AND d.external_id = x.e AND d.source_updated_at < x.u
+			RETURNING d.external_id, d.customer_id`
+	default:
+		// A soft delete keeps the last record; a delete of a row never
+		// written leaves a tombstone so an older upsert cannot resurrect it.
+		sql = `INSERT INTO ` + table + ` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
+			SELECT c, e, u, true, u, NULL, t, now() FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS x(c, e, u, t)
+			ON CONFLICT (customer_id, external_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at,
+				deleted = true, deleted_at = EXCLUDED.source_updated_at, trace_id = EXCLUDED.trace_id, synced_at = now()
+			WHERE d.source_updated_at < EXCLUDED.source_updated_at
+			RETURNING external_id, customer_id`
+		args = append(args, trace)
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return classify(resource, err)
+	}
+	written := make(map[[2]string]bool, n)
+	for rows.Next() {
+		var e, c string
+		if err := rows.Scan(&e, &c); err != nil {
+			rows.Close()
+			return classify(resource, err)
+		}
+		written[[2]string{c, e}] = true
+	}
+	if err := rows.Err(); err != nil {
+		return classify(resource, err)
+	}
+	for j, i := range which {
+		// A hard delete of an absent row is done; anything else not written
+		// found a newer version in place.
+		if !written[[2]string{cust[j], ext[j]}] && !(del && p.hardDelete) {
+			res[i] = ErrStale
+		}
+	}
+	return nil
+}
+
+// classify maps driver errors: bad data is the record's fault (permanent),
+// anything else (connection, lock, timeout) is worth retrying.
+func classify(resource string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "22", "23": // data exception, integrity constraint violation
+			return fmt.Errorf("%w: write %s: %s (%s)", ErrRejected, resource, pgErr.Message, pgErr.Code)
+		case "42": // undefined table: schema not set up, fixable by configuration
+			return fmt.Errorf("%w: write %s: %s (%s)", ErrUnavailable, resource, pgErr.Message, pgErr.Code)
+		}
+		if pgErr.Code == "40P01" || pgErr.Code == "40001" {
+			return err // the batch is retried whole
+		}
+	}
+	return fmt.Errorf("%w: write %s: %w", ErrUnavailable, resource, err)
+}

@@ -1,0 +1,146 @@
+package processor_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/messaging"
+	"github.com/vomosync/vomosync/services/processor"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	t.Parallel()
+	cfg := processor.DefaultConfig()
+	require.NoError(t, cfg.Validate())
+	require.Equal(t, 500, cfg.BatchSize)
+	require.Equal(t, 2, cfg.Workers)
+	require.Equal(t, 5, cfg.MaxDeliver)
+	require.Equal(t, 20*time.Second, cfg.DrainTimeout)
+	cc := processor.ConsumerConfig(cfg)
+	require.Equal(t, messaging.ConsumerName, cc.Durable)
+	require.Equal(t, "vomosync.changes.>", cc.FilterSubject)
+	require.Equal(t, 4000, cc.MaxAckPending, "workers × batch × 4")
+	require.LessOrEqual(t, len(cc.BackOff), cc.MaxDeliver)
+}
+
+// One record's journey: applied to the destination table, sync state and
+// one audit row each, with the trace id of the cycle that published it.
+func TestAppliesBatchWithStateAuditAndTrace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addCustomer("acme", customer.Settings{})
+	var evs []ev
+	for i := 1; i <= 250; i++ {
+		evs = append(evs, user("acme", strconv.Itoa(i), t0.Add(time.Duration(i)*time.Second)))
+	}
+	evs = append(evs, user("acme", "7", t0.Add(time.Hour), "first_name", "Seven"))
+	evs = append(evs, ev{customer: "acme", resource: "users", id: "9", at: t0.Add(time.Hour), del: true})
+	trace := b.publish(evs...)
+	cfg := testConfig()
+	cfg.BatchSize = 500 // one batch: repeats collapse to the newest
+	b.start(cfg, processor.Hooks{})
+	b.eventually("audit rows", func() bool { return b.auditCount() == len(evs) })
+
+	require.Equal(t, 250, b.count(`SELECT count(*) FROM vomo_dest.users WHERE customer_id = 'acme'`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomo_dest.users WHERE deleted AND external_id = 'vomo-9'`))
+	var first, email string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT first_name, email FROM vomo_dest.users WHERE external_id = 'vomo-7'`).Scan(&first, &email))
+	require.Equal(t, "Seven", first)
+	require.Equal(t, "u7@example.org", email)
+
+	require.Equal(t, 250, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE customer_id = 'acme' AND external_id = 'vomo-' || record_id`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE record_id = '9' AND deleted AND source_updated_at = $1`, t0.Add(time.Hour)))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE record_id = '7' AND source_updated_at = $1`, t0.Add(time.Hour)))
+
+	require.Equal(t, len(evs), b.count(`SELECT count(*) FROM vomosync.audit_log WHERE trace_id = $1`, trace), "audit trace id is the publishing cycle's")
+	require.Equal(t, len(evs), b.count(`SELECT count(*) FROM vomosync.audit_log WHERE origin = 'poll' AND cycle_id <> ''`))
+	// Record 7 and 9 were in the batch twice: the older versions are stale.
+	require.Equal(t, 2, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'skipped_stale'`))
+	require.Equal(t, 250, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'applied'`))
+	var changed []string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT changed_fields FROM vomosync.audit_log
+		WHERE record_id = '3' AND outcome = 'applied'`).Scan(&changed))
+	require.ElementsMatch(t, []string{"id", "type", "first_name", "last_name", "email", "updated_at"}, changed)
+}
+
+// Redelivery: the same versions delivered again change nothing, and the
+// audit log shows both attempts.
+func TestRedeliveryChangesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addCustomer("acme", customer.Settings{})
+	var evs []ev
+	for i := 1; i <= 50; i++ {
+		evs = append(evs, user("acme", strconv.Itoa(i), t0.Add(time.Duration(i)*time.Minute)))
+	}
+	b.publish(evs...)
+	b.start(testConfig(), processor.Hooks{})
+	b.eventually("first delivery", func() bool { return b.auditCount() == 50 })
+	var before string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT string_agg(external_id || record::text || synced_at::text, ',' ORDER BY external_id) FROM vomo_dest.users`).Scan(&before))
+
+	b.publish(evs...)
+	b.eventually("second delivery", func() bool { return b.auditCount() == 100 })
+	var after string
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT string_agg(external_id || record::text || synced_at::text, ',' ORDER BY external_id) FROM vomo_dest.users`).Scan(&after))
+	require.Equal(t, before, after, "destination untouched")
+	require.Equal(t, 50, b.count(`SELECT count(*) FROM vomo_dest.users`))
+	require.Equal(t, 50, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'applied'`))
+	require.Equal(t, 50, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'skipped_stale'`))
+	require.Equal(t, 50, b.count(`SELECT count(DISTINCT record_id) FROM vomosync.audit_log WHERE outcome = 'skipped_stale'`))
+}
+
+// A poison message and a record failing validation are dead-lettered at
+// once with their reasons; the rest of the batch flows.
+func TestPoisonAndInvalidAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addCustomer("acme", customer.Settings{})
+	good1 := user("acme", "1", t0)
+	bad := user("acme", "2", t0)
+	bad.record["id"] = 3 // the record says it is someone else
+	good2 := user("acme", "4", t0)
+	b.publish(good1)
+	b.publishRaw(messaging.ChangeSubject("acme", "users"), []byte{0xff, 0xfe, 0x01})
+	b.publish(bad, good2, user("nobody", "5", t0))
+	b.start(testConfig(), processor.Hooks{})
+	b.eventually("dead letters", func() bool {
+		return b.count(`SELECT count(*) FROM vomosync.dead_letters`) == 3 && b.auditCount() == 5
+	})
+	require.Equal(t, 2, b.count(`SELECT count(*) FROM vomo_dest.users`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'invalid' AND error LIKE '%undecodable%' AND customer_id = 'acme' AND stream_seq IS NOT NULL`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'validation' AND record_id = '2' AND error LIKE '%does not match%'`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'unknown_customer' AND customer_id = 'nobody'`))
+	require.Equal(t, 3, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'dead_lettered'`))
+
+	st, err := b.js.Stream(b.ctx, messaging.StreamDLQ)
+	require.NoError(t, err)
+	b.eventually("dlq stream", func() bool {
+		info, err := st.Info(b.ctx)
+		return err == nil && info.State.Msgs == 3
+	})
+	msg, err := st.GetLastMsgForSubject(b.ctx, messaging.DLQSubject("acme", "users"))
+	require.NoError(t, err)
+	require.NotEmpty(t, msg.Header.Get(messaging.HeaderError))
+	require.Equal(t, "1", msg.Header.Get(messaging.HeaderAttempts))
+
+	// Terminated, not redelivered: the consumer has nothing pending.
+	cons, err := b.js.Consumer(b.ctx, messaging.StreamChanges, messaging.ConsumerName)
+	require.NoError(t, err)
+	b.eventually("all answered", func() bool {
+		info, err := cons.Info(b.ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	var headers map[string][]string
+	var raw []byte
+	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT headers FROM vomosync.dead_letters WHERE error_class = 'validation'`).Scan(&raw))
+	require.NoError(t, json.Unmarshal(raw, &headers))
+	require.NotEmpty(t, headers["traceparent"])
+}
