@@ -11,9 +11,26 @@ type Rates struct {
 	Resource string  `json:"resource" yaml:"resource"`
 	Creates  float64 `json:"creates" yaml:"creates"`
 	Updates  float64 `json:"updates" yaml:"updates"`
-	Deletes  float64 `json:"deletes" yaml:"deletes"`
+	// Deletes are hard deletes (organizations: deleted_at is set instead).
+	Deletes float64 `json:"deletes" yaml:"deletes"`
 	// Silent changes alter fields without advancing updated_at.
 	Silent float64 `json:"silent" yaml:"silent"`
+	// BulkImports create BulkSize records (default 50) sharing one
+	// created_at and updated_at.
+	BulkImports float64 `json:"bulk_imports" yaml:"bulk_imports"`
+	BulkSize    int     `json:"bulk_size" yaml:"bulk_size"`
+	// Details change what detail reads show without advancing updated_at:
+	// participations and certificates of users, dates of projects (unless
+	// DatesBumpProject), members of groups.
+	Details          float64 `json:"details" yaml:"details"`
+	DatesBumpProject bool    `json:"dates_bump_project" yaml:"dates_bump_project"`
+	// Leaves are users leaving the org: membership_status REMOVED (or a
+	// hard delete with LeavesDelete).
+	Leaves       float64 `json:"leaves" yaml:"leaves"`
+	LeavesDelete bool    `json:"leaves_delete" yaml:"leaves_delete"`
+	// Late updates get an updated_at LateLag (default 2m) behind the clock.
+	Late    float64  `json:"late" yaml:"late"`
+	LateLag Duration `json:"late_lag" yaml:"late_lag"`
 }
 
 const changeTick = 50 * time.Millisecond
@@ -69,7 +86,8 @@ func (s *Sim) StopChanges(customerID string) error {
 func (s *Sim) runChanges(ctx context.Context, c *customer, r Rates) {
 	tick := time.NewTicker(changeTick)
 	defer tick.Stop()
-	var acc [4]float64
+	rates := [...]float64{r.Creates, r.Updates, r.Deletes, r.Silent, r.BulkImports, r.Details, r.Leaves, r.Late}
+	var acc [len(rates)]float64
 	last := time.Now()
 	for {
 		select {
@@ -78,34 +96,83 @@ func (s *Sim) runChanges(ctx context.Context, c *customer, r Rates) {
 		case now := <-tick.C:
 			dt := now.Sub(last).Seconds()
 			last = now
-			for i, rate := range [4]float64{r.Creates, r.Updates, r.Deletes, r.Silent} {
-				acc[i] += rate * dt
-			}
 			c.mu.Lock()
-			t := c.tables[r.Resource]
-			at := s.clock(c).Unix()
-			for ; acc[0] >= 1; acc[0]-- {
-				t.insert(row{created: at, updated: at})
-			}
-			for ; acc[1] >= 1; acc[1]-- {
-				if t.live() > 0 {
-					idx := t.byID[c.rng.IntN(t.live())]
-					t.rows[idx].version++
-					t.setUpdated(idx, at)
-				}
-			}
-			for ; acc[2] >= 1; acc[2]-- {
-				if t.live() > 0 {
-					t.remove(t.byID[c.rng.IntN(t.live())])
-				}
-			}
-			for ; acc[3] >= 1; acc[3]-- {
-				if t.live() > 0 {
-					t.rows[t.byID[c.rng.IntN(t.live())]].version++
-					t.gen++
+			for kind, rate := range rates {
+				for acc[kind] += rate * dt; acc[kind] >= 1; acc[kind]-- {
+					s.change(c, r, kind)
 				}
 			}
 			c.mu.Unlock()
 		}
+	}
+}
+
+// change applies one change of a kind (the index into runChanges' rates).
+// Callers hold c.mu for writing.
+func (s *Sim) change(c *customer, r Rates, kind int) {
+	t := c.tables[r.Resource]
+	now := s.clock(c).Unix()
+	random := func() (uint32, bool) {
+		if t.live() == 0 {
+			return 0, false
+		}
+		return t.byID[c.rng.IntN(t.live())], true
+	}
+	switch kind {
+	case 0:
+		c.insert(r.Resource, now)
+	case 4:
+		n := r.BulkSize
+		if n <= 0 {
+			n = 50
+		}
+		for range n {
+			idx := c.insert(r.Resource, now)
+			t.setUpdated(idx, now) // one shared second, whatever the tie groups
+		}
+	}
+	idx, ok := random()
+	if !ok || kind == 0 || kind == 4 {
+		return
+	}
+	row := &t.rows[idx]
+	switch kind {
+	case 1:
+		row.version++
+		t.setUpdated(idx, c.stamp(r.Resource, now))
+	case 2:
+		if r.Resource == Organizations {
+			if idx != 0 && row.flags&flagOrgDeleted == 0 {
+				row.flags |= flagOrgDeleted
+				t.setUpdated(idx, now)
+			}
+			return
+		}
+		t.remove(idx)
+	case 3:
+		row.version++
+		t.gen++
+	case 5:
+		row.aux++
+		t.gen++
+		if r.Resource == Projects && r.DatesBumpProject {
+			t.setUpdated(idx, c.stamp(r.Resource, now))
+		}
+	case 6:
+		if r.Resource != Users {
+			return
+		}
+		if r.LeavesDelete {
+			t.remove(idx)
+			return
+		}
+		if row.flags&flagLeft == 0 {
+			row.flags |= flagLeft
+			t.setUpdated(idx, c.stamp(r.Resource, now))
+		}
+	case 7:
+		lag := durationOr(r.LateLag, 2*time.Minute)
+		row.version++
+		t.setUpdated(idx, now-int64(lag/time.Second))
 	}
 }

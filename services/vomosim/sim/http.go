@@ -12,9 +12,30 @@ import (
 // Handler serves the VOMO surface under /v1/ and the control surface under /admin/.
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/users", s.v1(Users, s.serveList(Users)))
-	mux.HandleFunc("GET /v1/users/{id}", s.v1(Users, s.serveDetail(Users)))
-	mux.HandleFunc("/v1/", s.v1("", func(w http.ResponseWriter, r *http.Request, c *customer) {
+	list := func(pattern, endpoint, resource string, h v1Func) {
+		mux.HandleFunc("GET /v1/"+pattern, s.v1(endpoint, resource, true, h))
+	}
+	detail := func(pattern, endpoint, resource string, h v1Func) {
+		mux.HandleFunc("GET /v1/"+pattern, s.v1(endpoint, resource, false, h))
+	}
+	list("users", "users", Users, s.serveList(Users, usersScope))
+	detail("users/{id}", "users/{id}", Users, s.serveDetail(Users, "id", nil))
+	list("projects", "projects", Projects, s.serveList(Projects, projectsScope))
+	detail("projects/{id}", "projects/{id}", Projects, s.serveDetail(Projects, "id", nil))
+	detail("projects/today", "projects/today", Projects, s.serveToday)
+	detail("projects/date/{id}", "projects/date/{id}", Projects, s.serveDate)
+	list("groups", "groups", Groups, s.serveList(Groups, nil))
+	detail("groups/{id}", "groups/{id}", Groups, s.serveDetail(Groups, "id", nil))
+	list("groups/{id}/members", "groups/{id}/members", Groups, s.serveMembers)
+	list("campaigns", "campaigns", Campaigns, s.serveList(Campaigns, nil))
+	detail("campaigns/{id}", "campaigns/{id}", Campaigns, s.serveDetail(Campaigns, "id", nil))
+	list("certificates", "certificates", Certificates, s.serveList(Certificates, nil))
+	list("forms", "forms", Forms, s.serveList(Forms, nil))
+	list("forms/{id}/completions", "forms/{id}/completions", Completions, s.serveList(Completions, completionsScope))
+	detail("forms/{id}/completions/{completion}", "forms/{id}/completions/{id}", Completions, s.serveDetail(Completions, "completion", completionOfForm))
+	list("organizations", "organizations", Organizations, s.serveList(Organizations, nil))
+	detail("organizations/{id}", "organizations/{id}", Organizations, s.serveDetail(Organizations, "id", nil))
+	mux.HandleFunc("/v1/", s.v1("", "", false, func(w http.ResponseWriter, r *http.Request, c *customer, b Behaviour) {
 		writeMessage(w, http.StatusNotFound, msgNotFound)
 	}))
 	s.adminRoutes(mux)
@@ -24,6 +45,7 @@ func (s *Sim) Handler() http.Handler {
 const (
 	msgUnauthenticated = "Unauthenticated."
 	msgNotFound        = "Resource not found."
+	msgForbidden       = "This action is unauthorized."
 	msgInvalid         = "The given data was invalid."
 )
 
@@ -49,11 +71,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-type v1Func func(w http.ResponseWriter, r *http.Request, c *customer)
+type v1Func func(w http.ResponseWriter, r *http.Request, c *customer, b Behaviour)
 
 // v1 authenticates the bearer token, stamps the Date header from the
-// customer's clock and counts the request by token and status.
-func (s *Sim) v1(resource string, h v1Func) http.HandlerFunc {
+// customer's clock, counts the request by token and status, and applies the
+// endpoint's behaviour: 403, storms, the rate limit, then page faults.
+func (s *Sim) v1(endpoint, resource string, isList bool, h v1Func) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		s.mu.RLock()
@@ -76,14 +99,104 @@ func (s *Sim) v1(resource string, h v1Func) http.HandlerFunc {
 		defer func() { c.count(tok, sw.status) }()
 		c.mu.RLock()
 		now := s.clock(c)
+		b, key := c.behaviour(endpoint, resource)
 		c.mu.RUnlock()
 		w.Header().Set("Date", now.Format(http.TimeFormat))
-		if revoked {
+		switch {
+		case revoked:
 			writeMessage(sw, http.StatusUnauthorized, msgUnauthenticated)
 			return
+		case b.Forbidden:
+			writeMessage(sw, http.StatusForbidden, msgForbidden)
+			return
+		case c.throttle(sw, b, key, tok):
+			return
 		}
-		h(sw, r, c)
+		page := 0
+		if isList {
+			page = pageParam(r.URL.Query())
+		}
+		if pf, ok := c.pageFault(b, endpoint, page); ok {
+			if !applyFault(sw, r, pf, func(w http.ResponseWriter) { h(w, r, c, b) }) {
+				return
+			}
+		}
+		h(sw, r, c, b)
 	}
+}
+
+// applyFault carries out a page fault; it reports whether the request
+// should still be served normally (slow answers).
+func applyFault(w http.ResponseWriter, r *http.Request, pf PageFault, serve func(http.ResponseWriter)) bool {
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	switch pf.Kind {
+	case "status":
+		code := pf.Status
+		if code == 0 {
+			code = http.StatusInternalServerError
+		}
+		writeMessage(w, code, http.StatusText(code))
+		return false
+	case "slow":
+		return wait(durationOr(pf.Delay, 2*time.Second))
+	case "timeout":
+		return wait(durationOr(pf.Delay, 2*time.Minute))
+	case "reset":
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+			return false
+		}
+		panic(http.ErrAbortHandler)
+	case "truncate":
+		rec := &recorder{header: http.Header{}}
+		serve(rec)
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(rec.body)))
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(rec.body[:len(rec.body)/2])
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}
+	return true
+}
+
+func durationOr(d Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+// recorder buffers a response (for truncation).
+type recorder struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	r.body = append(r.body, b...)
+	return len(b), nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
@@ -160,105 +273,3 @@ func (s *Sim) baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-func (s *Sim) serveList(resource string) v1Func {
-	render := renderers[resource]
-	return func(w http.ResponseWriter, r *http.Request, c *customer) {
-		q := r.URL.Query()
-		f, bad, ok := listFilter(q)
-		if !ok {
-			validationError(w, bad, "The "+strings.ReplaceAll(bad, "_", " ")+" is not a valid date.")
-			return
-		}
-		page := pageParam(q)
-		ps := s.opts.PageSize
-		path := s.baseURL(r) + r.URL.Path
-
-		e := encPool.Get().(*enc)
-		defer encPool.Put(e)
-		e.b = e.b[:0]
-
-		c.mu.RLock()
-		e.wf = c.faults.Wire
-		f.byUpdated = c.faults.Order == "updated_at"
-		t := c.tables[resource]
-		idxs := t.selectRows(f)
-		total := len(idxs)
-		from := (page - 1) * ps
-		to := min(from+ps, total)
-		e.raw(`{"data":[`)
-		for i := from; i < to; i++ {
-			idx := idxs[i]
-			id := t.id(idx)
-			e.lay = e.wf.layout(id)
-			render(e, c, id, &t.rows[idx], false)
-		}
-		c.mu.RUnlock()
-		e.raw(`]`)
-		lastPage := max(1, (total+ps-1)/ps)
-		link := func(k string, p int, ok bool) {
-			e.key(k)
-			if !ok {
-				e.raw("null")
-				return
-			}
-			q.Set("page", strconv.Itoa(p))
-			e.b = appendJSONString(e.b, path+"?"+q.Encode())
-		}
-		e.open("links", '{')
-		link("first", 1, true)
-		link("last", lastPage, true)
-		link("prev", page-1, page > 1)
-		link("next", page+1, page < lastPage)
-		e.close('}')
-		meta := func(k string, v int, ok bool) {
-			switch {
-			case !ok:
-				e.null(k)
-			case e.wf.StringMeta:
-				e.str(k, strconv.Itoa(v))
-			default:
-				e.num(k, int64(v))
-			}
-		}
-		e.open("meta", '{')
-		meta("current_page", page, true)
-		meta("from", from+1, from < to)
-		meta("to", to, from < to)
-		e.str("path", path)
-		meta("per_page", ps, true)
-		meta("total", total, true)
-		meta("last_page", lastPage, true)
-		e.close('}')
-		e.close('}')
-		writeJSON(w, http.StatusOK, e.b)
-	}
-}
-
-func (s *Sim) serveDetail(resource string) v1Func {
-	render := renderers[resource]
-	return func(w http.ResponseWriter, r *http.Request, c *customer) {
-		n, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		if err != nil {
-			writeMessage(w, http.StatusNotFound, msgNotFound)
-			return
-		}
-		e := encPool.Get().(*enc)
-		defer encPool.Put(e)
-		e.b = append(e.b[:0], `{"data":`...)
-		c.mu.RLock()
-		t := c.tables[resource]
-		idx, ok := t.lookup(n)
-		if ok {
-			e.wf = c.faults.Wire
-			e.lay = e.wf.layout(n)
-			render(e, c, n, &t.rows[idx], true)
-		}
-		c.mu.RUnlock()
-		if !ok {
-			writeMessage(w, http.StatusNotFound, msgNotFound)
-			return
-		}
-		e.close('}')
-		writeJSON(w, http.StatusOK, e.b)
-	}
-}

@@ -68,6 +68,10 @@ type customer struct {
 	rng     *rand.Rand
 	changes map[int]func() // running change generators by handle
 
+	fs    faultState
+	rngMu sync.Mutex // guards frng, drawn by readers too
+	frng  *rand.Rand
+
 	countMu sync.Mutex
 	counts  map[string]map[int]int // token -> status -> requests
 }
@@ -82,6 +86,19 @@ type CustomerSpec struct {
 	Seed int64 `json:"seed" yaml:"seed"`
 	// History spreads initial created_at over this long before now; default 730 days.
 	History Duration `json:"history" yaml:"history"`
+	// Initial sizes of the other resources (0: none). Completions are
+	// spread over the forms; Chapters are child organizations under the root.
+	Projects     int `json:"projects" yaml:"projects"`
+	Groups       int `json:"groups" yaml:"groups"`
+	Campaigns    int `json:"campaigns" yaml:"campaigns"`
+	Certificates int `json:"certificates" yaml:"certificates"`
+	Forms        int `json:"forms" yaml:"forms"`
+	Completions  int `json:"completions" yaml:"completions"`
+	Chapters     int `json:"chapters" yaml:"chapters"`
+	// TiedBoundaries gives the initial data shared updated_at values across
+	// every page boundary (records 15 and 16, 30 and 31, ...) of an
+	// unfiltered walk in updated_at order.
+	TiedBoundaries bool `json:"tied_boundaries" yaml:"tied_boundaries"`
 }
 
 // New returns an empty simulator.
@@ -95,12 +112,8 @@ func New(opts Options) *Sim {
 	return &Sim{opts: opts, customers: map[string]*customer{}, tokens: map[string]*tokenState{}, unknown: map[int]int{}}
 }
 
-// resource names served by the simulator.
-const (
-	Users = "users"
-)
-
-var resourceBases = map[string]int64{Users: 10001}
+// Users is the users resource; the others are in resources.go.
+const Users = "users"
 
 // AddCustomer creates a customer with its initial data. It returns
 // ErrCustomerExists or ErrTokenInUse.
@@ -117,16 +130,19 @@ func (s *Sim) AddCustomer(spec CustomerSpec) error {
 	c := &customer{
 		id: spec.ID, seed: seed, tables: map[string]*table{},
 		rng:     rand.New(rand.NewPCG(seed, 0x5eed)),
+		frng:    rand.New(rand.NewPCG(seed, 0xfa17)),
 		changes: map[int]func(){}, counts: map[string]map[int]int{},
 	}
-	for name, base := range resourceBases {
-		c.tables[name] = newTable(base)
+	for name, def := range resourceDefs {
+		c.tables[name] = newTable(def.base)
 	}
 	history := time.Duration(spec.History)
 	if history <= 0 {
 		history = 730 * 24 * time.Hour
 	}
-	c.seedRows(Users, spec.Users, s.opts.Now().Unix(), int64(history/time.Second))
+	if err := c.populate(spec, s.opts.Now().Unix(), int64(history/time.Second)); err != nil {
+		return err
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,10 +158,41 @@ func (s *Sim) AddCustomer(spec CustomerSpec) error {
 	return nil
 }
 
+// populate creates the initial data of every resource.
+func (c *customer) populate(spec CustomerSpec, now, history int64) error {
+	for _, n := range []int{spec.Users, spec.Projects, spec.Groups, spec.Campaigns, spec.Certificates, spec.Forms, spec.Completions, spec.Chapters} {
+		if n < 0 {
+			return fmt.Errorf("add %s: negative size %d", spec.ID, n)
+		}
+	}
+	if spec.Completions > 0 && spec.Forms == 0 {
+		return fmt.Errorf("add %s: completions need at least one form", spec.ID)
+	}
+	if spec.Chapters > 1000 {
+		return fmt.Errorf("add %s: at most 1000 chapters", spec.ID)
+	}
+	orgs := spec.Chapters + 1
+	c.seedRows(Organizations, orgs, now, history, nil)
+	inOrg := func(r *row) { r.org = uint16(c.rng.IntN(orgs)) }
+	c.seedRows(Users, spec.Users, now, history, inOrg)
+	c.seedRows(Projects, spec.Projects, now, history, inOrg)
+	c.seedRows(Groups, spec.Groups, now, history, inOrg)
+	c.seedRows(Campaigns, spec.Campaigns, now, history, inOrg)
+	c.seedRows(Certificates, spec.Certificates, now, history, nil)
+	c.seedRows(Forms, spec.Forms, now, history, nil)
+	c.seedRows(Completions, spec.Completions, now, history, func(r *row) { r.parent = uint32(c.rng.IntN(spec.Forms)) })
+	if spec.TiedBoundaries {
+		for _, t := range c.tables {
+			t.tieBoundaries(15)
+		}
+	}
+	return nil
+}
+
 // seedRows creates n rows whose created_at rise with id over history
 // seconds before now, in bursts that share a second (bulk imports); about a
 // third were edited later.
-func (c *customer) seedRows(resource string, n int, now, history int64) {
+func (c *customer) seedRows(resource string, n int, now, history int64, init func(*row)) {
 	if n <= 0 {
 		return
 	}
@@ -165,7 +212,11 @@ func (c *customer) seedRows(resource string, n int, now, history int64) {
 			updated = created + c.rng.Int64N(max(1, now-created))
 		}
 		idx := uint32(len(t.rows))
-		t.rows = append(t.rows, row{created: created, updated: updated})
+		r := row{created: created, updated: updated}
+		if init != nil {
+			init(&r)
+		}
+		t.rows = append(t.rows, r)
 		t.byID = append(t.byID, idx)
 	}
 	t.byUpd = slices.Clone(t.byID)
@@ -233,8 +284,7 @@ func (s *Sim) Create(customerID, resource string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	now := s.clock(c).Unix()
-	idx := t.insert(row{created: now, updated: now})
+	idx := c.insert(resource, s.clock(c).Unix())
 	return strconv.FormatInt(t.id(idx), 10), nil
 }
 
@@ -242,7 +292,36 @@ func (s *Sim) Create(customerID, resource string) (string, error) {
 func (s *Sim) Update(customerID, resource, id string) error {
 	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
 		t.rows[idx].version++
-		t.setUpdated(idx, s.clock(c).Unix())
+		t.setUpdated(idx, c.stamp(resource, s.clock(c).Unix()))
+	})
+}
+
+// LateUpdate updates a record with an updated_at lag behind the customer's
+// clock, as a write whose commit was delayed: it lands behind what a client
+// may already have read.
+func (s *Sim) LateUpdate(customerID, resource, id string, lag time.Duration) error {
+	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
+		t.rows[idx].version++
+		t.setUpdated(idx, s.clock(c).Add(-lag).Unix())
+	})
+}
+
+// TouchDetail changes what a record's detail shows without advancing its
+// updated_at: a user's participations and certificates, a project's dates,
+// a group's members.
+func (s *Sim) TouchDetail(customerID, resource, id string) error {
+	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
+		t.rows[idx].aux++
+		t.gen++
+	})
+}
+
+// Leave marks a user as having left the organization: it stays listed with
+// membership_status REMOVED and a new updated_at.
+func (s *Sim) Leave(customerID, id string) error {
+	return s.mutate(customerID, Users, id, func(c *customer, t *table, idx uint32) {
+		t.rows[idx].flags |= flagLeft
+		t.setUpdated(idx, c.stamp(Users, s.clock(c).Unix()))
 	})
 }
 
@@ -335,7 +414,7 @@ func (s *Sim) EachTruth(customerID, resource string, withFields bool, fn func(Tr
 		return err
 	}
 	e := &enc{lay: WireFormat{}.layout(0)}
-	render := renderers[resource]
+	render := resourceDefs[resource].render
 	for _, idx := range t.byID {
 		r := &t.rows[idx]
 		id := t.id(idx)
@@ -456,9 +535,4 @@ func (c *customer) count(token string, status int) {
 
 func (c *customer) userFields(id int64, r *row) userFields {
 	return genUser(c.seed, id, r.version)
-}
-
-// renderers append the list (or detail) shape of one record.
-var renderers = map[string]func(e *enc, c *customer, id int64, r *row, detail bool){
-	Users: renderUser,
 }

@@ -202,3 +202,18 @@ func cacheKey(f filter, lo, hi int) string {
 	b = append(b, f.key...)
 	return string(b)
 }
+
+// tieBoundaries gives the rows at positions k*size-1 and k*size of the
+// updated index the same updated_at. Only values between the two change, so
+// both positions still hold a row of the shared second after re-sorting.
+func (t *table) tieBoundaries(size int) {
+	for i := size - 1; i+1 < len(t.byUpd); i += size {
+		a, b := t.byUpd[i], t.byUpd[i+1]
+		if b > a { // ties sort by id, so b stays right after a
+			t.rows[b].updated = t.rows[a].updated
+		} else {
+			t.rows[a].updated = t.rows[b].updated
+		}
+	}
+	t.resort()
+}

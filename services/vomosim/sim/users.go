@@ -116,9 +116,34 @@ func renderUser(e *enc, c *customer, id int64, r *row, detail bool) {
 	}
 	e.str("membership_role", f.role)
 	if detail {
+		// Participations and certificates change with aux, never with
+		// updated_at (the documented caveat).
 		e.open("participations", '[')
+		for k := range int(r.aux % 5) {
+			h := hash3(c.seed, id*8+int64(k), r.aux)
+			if p := c.pick(Projects, h); p != 0 {
+				t := c.tables[Projects]
+				starts := t.rows[p-t.base].created + int64(h%(30*86400))
+				renderParticipation(e, c, id, p, dateIDBase+(p-t.base)*16, starts, h)
+			}
+		}
+		e.close(']')
+		e.open("certificates", '[')
+		for k := range int(r.aux/5) % 3 {
+			h := hash3(c.seed, id*8+int64(k), 1<<20)
+			if cert := c.pick(Certificates, h); cert != 0 {
+				e.open("", '{')
+				e.id("certificate_id", cert)
+				e.time("earned_at", r.created+int64(h%(365*86400)))
+				e.close('}')
+			}
+		}
 		e.close(']')
 		e.open("profile_field_values", '[')
+		e.open("", '{')
+		e.str("field", "t_shirt_size")
+		e.str("value", [...]string{"S", "M", "L", "XL"}[hash3(c.seed, id, r.aux)%4])
+		e.close('}')
 		e.close(']')
 	}
 	e.close('}')
