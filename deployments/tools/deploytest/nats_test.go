@@ -31,6 +31,17 @@ func TestNATSProductionConfigParses(t *testing.T) {
 	require.Equal(t, "vomosync", opts.Cluster.Name)
 	require.Len(t, opts.Routes, 3, "a 3-node cluster for R3 streams")
 	require.Equal(t, 8222, opts.HTTPPort, "KEDA reads consumer lag from the monitoring port")
+
+	// KEDA must look up the consumer in the account the processor uses.
+	trig := render(t, "prod").scaledObjects[0].Spec.Triggers[0].Metadata
+	require.True(t, strings.HasSuffix(trig["natsServerMonitoringEndpoint"], ":8222"))
+	var processorAccount string
+	for _, u := range opts.Users {
+		if u.Username == "processor" {
+			processorAccount = u.Account.Name
+		}
+	}
+	require.Equal(t, processorAccount, trig["account"], "ScaledObject account")
 }
 
 // TestNATSPermissions runs a server with deployments/nats/accounts.conf and
