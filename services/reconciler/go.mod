@@ -11,6 +11,8 @@ require (
 	github.com/stretchr/testify v1.12.1
 	github.com/vomosync/vomosync/pkg v0.0.0
 	github.com/vomosync/vomosync/proto v0.0.0
+	github.com/vomosync/vomosync/services/poller v0.0.0
+	github.com/vomosync/vomosync/services/processor v0.0.0
 	github.com/vomosync/vomosync/services/vomosim v0.0.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -33,6 +35,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -64,5 +67,7 @@ require (
 replace (
 	github.com/vomosync/vomosync/pkg => ../../pkg
 	github.com/vomosync/vomosync/proto => ../../proto
+	github.com/vomosync/vomosync/services/poller => ../poller
+	github.com/vomosync/vomosync/services/processor => ../processor
 	github.com/vomosync/vomosync/services/vomosim => ../vomosim
 )

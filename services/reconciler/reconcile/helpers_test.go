@@ -33,6 +33,7 @@ const custID = "acme"
 type testBundle struct {
 	ctx       context.Context
 	db        *pgtest.DB
+	natsURL   string
 	js        jetstream.JetStream
 	sim       *sim.Sim
 	srv       *httptest.Server
@@ -77,7 +78,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 		Log:           zerolog.New(zerolog.NewTestWriter(t)),
 		ClientOptions: []vomo.Option{vomo.WithBackoff(time.Millisecond, 5*time.Millisecond)},
 		SettleTimeout: 5 * time.Second}
-	return &testBundle{ctx: ctx, db: db, js: js, sim: s, srv: srv, customers: customers, metrics: m, rec: rec}
+	return &testBundle{ctx: ctx, db: db, natsURL: url, js: js, sim: s, srv: srv, customers: customers, metrics: m, rec: rec}
 }
 
 // deliverAll models a destination that received the simulator's current
