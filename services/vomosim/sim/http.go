@@ -272,4 +272,3 @@ func (s *Sim) baseURL(r *http.Request) string {
 	}
 	return scheme + "://" + r.Host
 }
-
