@@ -227,85 +227,111 @@ type walk struct {
 	pagesSince   int
 }
 
+// errProbe stops the first request of a walk whose upper bound was not yet
+// known: the walk restarts with updated_before set (see run).
+var errProbe = errors.New("window upper bound learned; restarting with updated_before")
+
 func (w *walk) run(ctx context.Context) error {
-	q := url.Values{}
-	q.Set("updated_after", w.from.UTC().Format(time.RFC3339))
+	startPage := 1
 	startTotal := -1
 	if w.resume != nil {
-		q.Set("page", strconv.Itoa(w.resume.NextPage))
+		startPage = w.resume.NextPage
 		w.to, w.maxPublished, startTotal = w.resume.To, w.resume.MaxPublished, w.resume.Total
 		if w.resume.Changed {
 			w.reason = w.resume.Reason
 		}
 	}
 	changedAcrossResume := w.resume != nil && w.resume.Changed
-	first := true
-	lastTotal := 0
-	stats, err := w.req.Source.Walk(ctx, pathOf(w.req.Resource), q, func(ctx context.Context, p vomo.Page) error {
-		if first {
-			first = false
-			if w.to.IsZero() {
+	for {
+		q := url.Values{}
+		q.Set("updated_after", w.from.UTC().Format(time.RFC3339))
+		if !w.to.IsZero() {
+			// Bounding the set above keeps records created or updated during
+			// the walk out of it, so the only ways the set can change under
+			// us (deletes, updates moving out) also move meta.total, which the
+			// client detects. Without the bound an insert and a delete could
+			// cancel out and hide a skipped record.
+			q.Set("updated_before", w.to.UTC().Format(time.RFC3339))
+		}
+		if startPage > 1 {
+			q.Set("page", strconv.Itoa(startPage))
+		}
+		probing := w.to.IsZero()
+		stats, err := w.req.Source.Walk(ctx, pathOf(w.req.Resource), q, func(ctx context.Context, p vomo.Page) error {
+			if probing {
 				// The upper bound comes from the server's clock: records
 				// written during the walk are left to the next cycle.
 				w.to = p.ServerTime.Add(-w.eff.Settle.D()).UTC()
-			}
-			if startTotal >= 0 && p.Meta.Total != startTotal {
-				changedAcrossResume = true
-				w.reason = fmt.Sprintf("total moved from %d to %d across a resume", startTotal, p.Meta.Total)
-			}
-		}
-		lastTotal = p.Meta.Total
-		for _, r := range p.Records {
-			w.res.RecordsSeen++
-			if r.UpdatedAt.After(w.to) || r.UpdatedAt.Before(w.from) {
-				w.res.Deferred++
-				continue
-			}
-			ev := &eventsv1.ChangeEvent{
-				CustomerId: w.req.Customer.ID, Resource: w.req.Resource, RecordId: r.ID,
-				Operation: eventsv1.Operation_OPERATION_UPSERT, SourceUpdatedAt: timestamppb.New(r.UpdatedAt),
-				Record: r.Raw, Origin: originOf(w.origin), CycleId: w.res.ID, ObservedAt: timestamppb.Now(),
-			}
-			if err := w.req.Sink.Add(ctx, ev); err != nil {
-				return err
-			}
-			if r.UpdatedAt.After(w.maxPublished) {
-				w.maxPublished = r.UpdatedAt
-			}
-		}
-		w.pagesSince++
-		if w.origin == "backfill" && w.pagesSince >= w.c.flushEvery() {
-			w.pagesSince = 0
-			if err := w.flush(ctx); err != nil {
-				return err
-			}
-			if !w.c.DryRun {
-				bf := &checkpoint.Backfill{To: w.to, NextPage: p.Meta.CurrentPage + 1, Total: p.Meta.Total,
-					MaxPublished: w.maxPublished, Changed: changedAcrossResume, Reason: w.reason}
-				if err := checkpoint.SaveBackfill(ctx, w.c.DB, w.req.Customer.ID, w.req.Resource, bf); err != nil {
-					return err
+				if p.Links.Next != "" {
+					return errProbe
 				}
 			}
+			if startTotal >= 0 {
+				if p.Meta.Total != startTotal {
+					changedAcrossResume = true
+					w.reason = fmt.Sprintf("total moved from %d to %d across a resume", startTotal, p.Meta.Total)
+				}
+				startTotal = -1
+			}
+			return w.page(ctx, p, changedAcrossResume)
+		})
+		w.res.Pages += stats.Pages
+		w.res.Requests += stats.Requests
+		for code, n := range stats.Statuses {
+			w.res.Statuses[code] += n
+		}
+		if errors.Is(err, errProbe) {
+			continue
+		}
+		if ferr := w.flush(ctx); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
+		w.trusted = stats.Trusted && !changedAcrossResume
+		if !stats.Trusted {
+			w.reason = stats.Reason
 		}
 		return nil
-	})
-	w.res.Pages += stats.Pages
-	w.res.Requests += stats.Requests
-	for code, n := range stats.Statuses {
-		w.res.Statuses[code] += n
 	}
-	if ferr := w.flush(ctx); err == nil {
-		err = ferr
+}
+
+// page publishes one page's records inside the window and, for a backfill,
+// periodically waits for acks and saves the resume point.
+func (w *walk) page(ctx context.Context, p vomo.Page, changed bool) error {
+	for _, r := range p.Records {
+		w.res.RecordsSeen++
+		if r.UpdatedAt.After(w.to) || r.UpdatedAt.Before(w.from) {
+			w.res.Deferred++
+			continue
+		}
+		ev := &eventsv1.ChangeEvent{
+			CustomerId: w.req.Customer.ID, Resource: w.req.Resource, RecordId: r.ID,
+			Operation: eventsv1.Operation_OPERATION_UPSERT, SourceUpdatedAt: timestamppb.New(r.UpdatedAt),
+			Record: r.Raw, Origin: originOf(w.origin), CycleId: w.res.ID, ObservedAt: timestamppb.Now(),
+		}
+		if err := w.req.Sink.Add(ctx, ev); err != nil {
+			return err
+		}
+		if r.UpdatedAt.After(w.maxPublished) {
+			w.maxPublished = r.UpdatedAt
+		}
 	}
-	if err != nil {
+	w.pagesSince++
+	if w.origin != "backfill" || w.pagesSince < w.c.flushEvery() {
+		return nil
+	}
+	w.pagesSince = 0
+	if err := w.flush(ctx); err != nil {
 		return err
 	}
-	_ = lastTotal
-	w.trusted = stats.Trusted && !changedAcrossResume
-	if !stats.Trusted {
-		w.reason = stats.Reason
+	if w.c.DryRun {
+		return nil
 	}
-	return nil
+	bf := &checkpoint.Backfill{To: w.to, NextPage: p.Meta.CurrentPage + 1, Total: p.Meta.Total,
+		MaxPublished: w.maxPublished, Changed: changed, Reason: w.reason}
+	return checkpoint.SaveBackfill(ctx, w.c.DB, w.req.Customer.ID, w.req.Resource, bf)
 }
 
 func (w *walk) flush(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/natstest"
 	"github.com/vomosync/vomosync/pkg/pgtest"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	"github.com/vomosync/vomosync/pkg/vomo"
 	"github.com/vomosync/vomosync/services/poller/poll"
 	"github.com/vomosync/vomosync/services/vomosim/sim"
 )
@@ -78,7 +80,8 @@ func (b *bundle) cycleErr(ctx context.Context) (*poll.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := apiclient.New(b.pool, cust, tok, nil)
+	cl, err := apiclient.New(b.pool, cust, tok, nil, vomo.WithBackoff(5*time.Millisecond, 50*time.Millisecond),
+		vomo.WithRequestTimeout(2*time.Second))
 	if err != nil {
 		return nil, err
 	}
@@ -88,19 +91,29 @@ func (b *bundle) cycleErr(ctx context.Context) (*poll.Result, error) {
 // streamIDs returns the record ids of every stored change event.
 func (b *bundle) streamIDs(t *testing.T) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for k := range b.streamVersions(t) {
+		out[k[:strings.IndexByte(k, '@')]]++
+	}
+	return out
+}
+
+// streamVersions returns "id@updated_at" of every stored change event.
+func (b *bundle) streamVersions(t *testing.T) map[string]bool {
+	t.Helper()
 	st, err := b.js.Stream(b.ctx, messaging.StreamChanges)
 	require.NoError(t, err)
 	cons, err := st.OrderedConsumer(b.ctx, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
 	info, err := st.Info(b.ctx)
 	require.NoError(t, err)
-	out := map[string]int{}
+	out := map[string]bool{}
 	for range info.State.Msgs {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		require.NoError(t, err)
 		ev, err := messaging.Decode(m.Data())
 		require.NoError(t, err)
-		out[ev.GetRecordId()]++
+		out[ev.GetRecordId()+"@"+ev.GetSourceUpdatedAt().AsTime().UTC().Format(time.RFC3339)] = true
 	}
 	return out
 }
