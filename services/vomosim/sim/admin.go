@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // The admin surface mirrors the Go control API for out-of-process use (the
@@ -38,6 +39,43 @@ func (s *Sim) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/customers/{c}/{res}/{id}/update", s.adminMutate(s.Update))
 	mux.HandleFunc("POST /admin/customers/{c}/{res}/{id}/silent", s.adminMutate(s.SilentUpdate))
 	mux.HandleFunc("DELETE /admin/customers/{c}/{res}/{id}", s.adminMutate(s.Delete))
+	mux.HandleFunc("POST /admin/customers/{c}/{res}/{id}/touch", s.adminMutate(s.TouchDetail))
+	mux.HandleFunc("POST /admin/customers/{c}/users/{id}/leave", s.adminMutate(func(c, _, id string) error { return s.Leave(c, id) }))
+	mux.HandleFunc("POST /admin/customers/{c}/{res}/{id}/late", func(w http.ResponseWriter, r *http.Request) {
+		lag, err := time.ParseDuration(r.URL.Query().Get("lag"))
+		if err != nil {
+			adminJSON(w, http.StatusBadRequest, map[string]string{"error": "lag: want a duration such as 5m"})
+			return
+		}
+		s.adminMutate(func(c, res, id string) error { return s.LateUpdate(c, res, id, lag) })(w, r)
+	})
+	mux.HandleFunc("GET /admin/customers/{c}/clock", func(w http.ResponseWriter, r *http.Request) {
+		now, err := s.Now(r.PathValue("c"))
+		if err != nil {
+			adminError(w, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, map[string]time.Time{"now": now})
+	})
+	mux.HandleFunc("PUT /admin/customers/{c}/webhooks", func(w http.ResponseWriter, r *http.Request) {
+		var cfg *Webhooks
+		if !readJSON(w, r, &cfg) {
+			return
+		}
+		if err := s.SetWebhooks(r.PathValue("c"), cfg); err != nil {
+			adminError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /admin/customers/{c}/webhooks", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.WebhookStatsOf(r.PathValue("c"))
+		if err != nil {
+			adminError(w, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, st)
+	})
 	mux.HandleFunc("GET /admin/customers/{c}/truth/{res}", s.adminTruth)
 	mux.HandleFunc("PUT /admin/customers/{c}/token", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {

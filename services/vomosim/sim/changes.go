@@ -120,7 +120,7 @@ func (s *Sim) change(c *customer, r Rates, kind int) {
 	}
 	switch kind {
 	case 0:
-		c.insert(r.Resource, now)
+		c.emit(r.Resource, "created", c.insert(r.Resource, now))
 	case 4:
 		n := r.BulkSize
 		if n <= 0 {
@@ -129,6 +129,7 @@ func (s *Sim) change(c *customer, r Rates, kind int) {
 		for range n {
 			idx := c.insert(r.Resource, now)
 			t.setUpdated(idx, now) // one shared second, whatever the tie groups
+			c.emit(r.Resource, "created", idx)
 		}
 	}
 	idx, ok := random()
@@ -140,14 +141,17 @@ func (s *Sim) change(c *customer, r Rates, kind int) {
 	case 1:
 		row.version++
 		t.setUpdated(idx, c.stamp(r.Resource, now))
+		c.emit(r.Resource, "updated", idx)
 	case 2:
 		if r.Resource == Organizations {
 			if idx != 0 && row.flags&flagOrgDeleted == 0 {
 				row.flags |= flagOrgDeleted
 				t.setUpdated(idx, now)
+				c.emit(r.Resource, "updated", idx)
 			}
 			return
 		}
+		c.emitDeleted(r.Resource, idx, now)
 		t.remove(idx)
 	case 3:
 		row.version++
@@ -163,16 +167,19 @@ func (s *Sim) change(c *customer, r Rates, kind int) {
 			return
 		}
 		if r.LeavesDelete {
+			c.emitDeleted(r.Resource, idx, now)
 			t.remove(idx)
 			return
 		}
 		if row.flags&flagLeft == 0 {
 			row.flags |= flagLeft
 			t.setUpdated(idx, c.stamp(r.Resource, now))
+			c.emit(r.Resource, "updated", idx)
 		}
 	case 7:
 		lag := durationOr(r.LateLag, 2*time.Minute)
 		row.version++
 		t.setUpdated(idx, now-int64(lag/time.Second))
+		c.emit(r.Resource, "updated", idx)
 	}
 }

@@ -132,15 +132,17 @@ func (s *Sim) midWalk(r *http.Request, q url.Values, c *customer, resource strin
 		if idx, ok := earlier(); ok {
 			t.rows[idx].version++
 			t.setUpdated(idx, c.stamp(resource, now))
+			c.emit(resource, "updated", idx)
 		}
 	}
 	for range m.Deletes {
 		if idx, ok := earlier(); ok {
+			c.emitDeleted(resource, idx, now)
 			t.remove(idx)
 		}
 	}
 	for range m.Inserts {
-		c.insert(resource, now)
+		c.emit(resource, "created", c.insert(resource, now))
 	}
 	return 0
 }

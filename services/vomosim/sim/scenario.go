@@ -20,8 +20,9 @@ type Scenario struct {
 // ScenarioCustomer is one customer of a scenario.
 type ScenarioCustomer struct {
 	CustomerSpec `yaml:",inline"`
-	Faults       Faults  `yaml:"faults"`
-	Changes      []Rates `yaml:"changes"`
+	Faults       Faults    `yaml:"faults"`
+	Changes      []Rates   `yaml:"changes"`
+	Webhooks     *Webhooks `yaml:"webhooks"`
 }
 
 // LoadScenario reads and parses a scenario file.
@@ -62,6 +63,11 @@ func (s *Sim) Apply(ctx context.Context, sc Scenario) error {
 		}
 		if err := s.SetFaults(c.ID, c.Faults); err != nil {
 			return fmt.Errorf("faults of %s: %w", c.ID, err)
+		}
+		if c.Webhooks != nil {
+			if err := s.SetWebhooks(c.ID, c.Webhooks); err != nil {
+				return fmt.Errorf("webhooks of %s: %w", c.ID, err)
+			}
 		}
 		for _, r := range c.Changes {
 			if err := s.StartChanges(ctx, c.ID, r); err != nil {

@@ -69,6 +69,7 @@ type customer struct {
 	changes map[int]func() // running change generators by handle
 
 	fs    faultState
+	hooks hooks
 	rngMu sync.Mutex // guards frng, drawn by readers too
 	frng  *rand.Rand
 
@@ -285,6 +286,7 @@ func (s *Sim) Create(customerID, resource string) (string, error) {
 		return "", err
 	}
 	idx := c.insert(resource, s.clock(c).Unix())
+	c.emit(resource, "created", idx)
 	return strconv.FormatInt(t.id(idx), 10), nil
 }
 
@@ -293,6 +295,7 @@ func (s *Sim) Update(customerID, resource, id string) error {
 	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
 		t.rows[idx].version++
 		t.setUpdated(idx, c.stamp(resource, s.clock(c).Unix()))
+		c.emit(resource, "updated", idx)
 	})
 }
 
@@ -303,6 +306,7 @@ func (s *Sim) LateUpdate(customerID, resource, id string, lag time.Duration) err
 	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
 		t.rows[idx].version++
 		t.setUpdated(idx, s.clock(c).Add(-lag).Unix())
+		c.emit(resource, "updated", idx)
 	})
 }
 
@@ -322,6 +326,7 @@ func (s *Sim) Leave(customerID, id string) error {
 	return s.mutate(customerID, Users, id, func(c *customer, t *table, idx uint32) {
 		t.rows[idx].flags |= flagLeft
 		t.setUpdated(idx, c.stamp(Users, s.clock(c).Unix()))
+		c.emit(Users, "updated", idx)
 	})
 }
 
@@ -337,6 +342,7 @@ func (s *Sim) SilentUpdate(customerID, resource, id string) error {
 // Delete hard-deletes a record: no tombstone, GET returns 404.
 func (s *Sim) Delete(customerID, resource, id string) error {
 	return s.mutate(customerID, resource, id, func(c *customer, t *table, idx uint32) {
+		c.emitDeleted(resource, idx, s.clock(c).Unix())
 		t.remove(idx)
 	})
 }
