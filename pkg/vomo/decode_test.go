@@ -137,3 +137,17 @@ func FuzzDecodePage(f *testing.F) {
 		}
 	})
 }
+
+func TestTypedParticipationFromWebhookShape(t *testing.T) {
+	t.Parallel()
+	// The webhook participation example: hours as a string, verified as 0,
+	// microsecond timestamps.
+	p, err := vomo.Decode[vomo.Participation]([]byte(`{"user_id":"8205","hours":"10.00","verified":0,"checked_in_at":"2021-03-30T15:29:03.000000Z","checked_out_at":null}`))
+	require.NoError(t, err)
+	require.Equal(t, vomo.ID("8205"), p.UserID)
+	require.Equal(t, vomo.Number(10), p.Hours)
+	require.False(t, bool(p.Verified))
+	require.True(t, p.CheckedOutAt.IsZero())
+	_, err = vomo.Decode[vomo.Participation]([]byte(`{"hours":"ten"}`))
+	require.Error(t, err)
+}

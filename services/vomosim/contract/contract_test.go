@@ -155,6 +155,39 @@ func TestWireFormatVariance(t *testing.T) {
 				require.True(t, wr.Trusted, wr.Reason)
 				requireComplete(t, b, res, seen)
 			}
+			// The typed resources decode every variant to the same values.
+			users, _, err := b.walk(t, "/users", nil)
+			require.NoError(t, err)
+			for id, rec := range users {
+				u, err := vomo.Decode[vomo.User](rec.Raw)
+				require.NoError(t, err)
+				require.Equal(t, id, string(u.ID))
+				require.True(t, rec.UpdatedAt.Equal(u.UpdatedAt.Time))
+				require.NotEmpty(t, u.Email)
+			}
+			projects, _, err := b.walk(t, "/projects", nil)
+			require.NoError(t, err)
+			drafts := 0
+			for id, rec := range projects {
+				p, err := vomo.Decode[vomo.Project](rec.Raw)
+				require.NoError(t, err)
+				require.Equal(t, id, string(p.ID))
+				require.NotNil(t, p.NextDate)
+				if p.Draft {
+					drafts++
+				}
+			}
+			require.Less(t, drafts, len(projects))
+			for id := range users {
+				require.NoError(t, b.sim.TouchDetail("acme", sim.Users, id))
+				raw, err := b.client.Get(context.Background(), "/users/"+id)
+				require.NoError(t, err)
+				u, err := vomo.Decode[vomo.User](raw)
+				require.NoError(t, err)
+				require.Len(t, u.Participations, 1)
+				require.Equal(t, id, string(u.Participations[0].UserID))
+				break
+			}
 		})
 	}
 }
