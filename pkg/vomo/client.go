@@ -275,6 +275,21 @@ func (c *Client) ServerNow() time.Time {
 	return time.Now().Add(c.offset).UTC()
 }
 
+// SyncClock makes ServerNow follow the server's clock before any other
+// call: when no response has been seen yet it sends one cheap request
+// (GET /organizations, drawn from the budget). Errors are the request's.
+func (c *Client) SyncClock(ctx context.Context) error {
+	c.mu.Lock()
+	has := c.hasOffset
+	c.mu.Unlock()
+	if has {
+		return nil
+	}
+	var st Stats
+	_, err := c.do(ctx, c.resolve("/organizations", nil), &st)
+	return err
+}
+
 func (c *Client) observeClock(serverTime, sent, received time.Time) {
 	mid := sent.Add(received.Sub(sent) / 2)
 	c.mu.Lock()

@@ -431,3 +431,13 @@ func TestNewValidates(t *testing.T) {
 	_, err = vomo.New("https://api.vomo.org/v1", "t", vomo.WithRetryAfterCap(0))
 	require.Error(t, err)
 }
+
+func TestSyncClock(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []http.HandlerFunc{status(200, `{"data":[]}`, "Date", "Mon, 01 Jan 2024 00:00:00 GMT")})
+	require.WithinDuration(t, time.Now(), b.client.ServerNow(), time.Minute, "the local clock until a response")
+	require.NoError(t, b.client.SyncClock(context.Background()))
+	require.WithinDuration(t, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), b.client.ServerNow(), time.Minute)
+	require.NoError(t, b.client.SyncClock(context.Background()))
+	require.Equal(t, 1, b.script.count(), "synced once")
+}
