@@ -285,7 +285,7 @@ func (c *Client) SyncClock(ctx context.Context) error {
 	if has {
 		return nil
 	}
-	var st Stats
+	var st callStats
 	_, err := c.do(ctx, c.resolve("/organizations", nil), &st)
 	return err
 }
@@ -301,7 +301,7 @@ func (c *Client) observeClock(serverTime, sent, received time.Time) {
 // A 404 is ErrNotFound, returned at once.
 func (c *Client) Get(ctx context.Context, path string) (json.RawMessage, error) {
 	u := c.resolve(path, nil)
-	var st Stats
+	var st callStats
 	resp, err := c.do(ctx, u, &st)
 	if err != nil {
 		return nil, err
@@ -309,15 +309,15 @@ func (c *Client) Get(ctx context.Context, path string) (json.RawMessage, error) 
 	return DecodeDetail(resp.body, redact(u))
 }
 
-// Stats count the requests of one call.
-type Stats struct {
+// callStats count the requests of one call.
+type callStats struct {
 	Requests  int
 	Retries   int
 	Statuses  map[int]int
 	Throttled time.Duration
 }
 
-func (s *Stats) add(status int) {
+func (s *callStats) add(status int) {
 	s.Requests++
 	if s.Statuses == nil {
 		s.Statuses = map[int]int{}
@@ -372,7 +372,7 @@ func redact(u *url.URL) string {
 }
 
 // do runs one logical request with budget, retries and a span per attempt.
-func (c *Client) do(ctx context.Context, u *url.URL, st *Stats) (*response, error) {
+func (c *Client) do(ctx context.Context, u *url.URL, st *callStats) (*response, error) {
 	ep := c.endpoint(u)
 	failures, throttles := 0, 0
 	for attempt := 1; ; attempt++ {
@@ -448,7 +448,7 @@ func retryAfter(r *response) (time.Duration, bool) {
 
 // attempt sends one request. On failure it may return the response too
 // (for Retry-After).
-func (c *Client) attempt(ctx context.Context, u *url.URL, ep string, n int, st *Stats) (*response, error) {
+func (c *Client) attempt(ctx context.Context, u *url.URL, ep string, n int, st *callStats) (*response, error) {
 	ctx, span := c.tracer.Start(ctx, "GET "+ep, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("http.request.method", http.MethodGet),

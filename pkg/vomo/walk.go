@@ -68,7 +68,7 @@ func (c *Client) sameOrigin(raw string) (*url.URL, error) {
 
 func (c *Client) walk(ctx context.Context, u *url.URL, fn PageFunc) (res WalkResult, err error) {
 	res = WalkResult{Trusted: true, Statuses: map[int]int{}, FirstTotal: -1}
-	var st Stats
+	var st callStats
 	defer func() {
 		res.Requests, res.Retries, res.Throttled = st.Requests, st.Retries, st.Throttled
 		for k, v := range st.Statuses {
