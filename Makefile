@@ -44,7 +44,7 @@ tidy: ## go mod tidy every module (and the tools module)
 	@for m in $(MODULES) $(CURDIR)/tools; do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
 
 .PHONY: test
-test: check-generated lint test-go validate-deploy ## Everything CI runs: generated code, vet, every Go test, manifest validation
+test: check-generated lint test-go validate-deploy check-alerts ## Everything CI runs: generated code, vet + gosec, every Go test, manifests, alert rules
 
 .PHONY: test-go
 test-go: ## Every module's Go tests against real Postgres and an in-process JetStream
@@ -59,3 +59,4 @@ demo: build ## Run the whole system locally for DEMO_FOR (default: until Ctrl-C)
 	$(BIN)/syncctl demo
 
 include deployments/deploy.mk
+include deployments/observability.mk

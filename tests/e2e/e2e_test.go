@@ -134,6 +134,8 @@ func TestEndToEnd(t *testing.T) {
 	removed := truth[10].ID
 	_, err = s.pool.Exec(s.ctx, `DELETE FROM vomosync.sync_state WHERE customer_id = 'acme' AND resource = 'users' AND record_id = $1`, removed)
 	require.NoError(t, err)
+	_, err = s.pool.Exec(s.ctx, `DELETE FROM vomo_dest.users WHERE customer_id = 'acme' AND external_id = 'vomo-' || $1`, removed)
+	require.NoError(t, err)
 	s.stop("processor")
 	dropped := truth[20].ID
 	require.NoError(t, s.sim.UpdateUser("acme", dropped))
@@ -150,6 +152,14 @@ func TestEndToEnd(t *testing.T) {
 			g := s.gaps(c)
 			return g.zero(true), g.String()
 		})
+	}
+	// The destination table itself holds exactly the live records.
+	for _, c := range []string{"acme", "globex"} {
+		truth, err := s.sim.Truth(c, "users")
+		require.NoError(t, err)
+		var live int
+		require.NoError(t, s.pool.QueryRow(s.ctx, `SELECT count(*) FROM vomo_dest.users WHERE customer_id = $1 AND NOT deleted`, c).Scan(&live))
+		require.Equal(t, len(truth), live, "destination rows of %s", c)
 	}
 	var runs int
 	require.NoError(t, s.pool.QueryRow(s.ctx, `SELECT count(*) FROM vomosync.recon_runs WHERE customer_id = 'acme' AND kind = 'full'`).Scan(&runs))

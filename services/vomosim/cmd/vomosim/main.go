@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/pkg/telemetry"
 	"github.com/vomosync/vomosync/services/vomosim/sim"
 )
 
@@ -25,6 +27,8 @@ type Config struct {
 	Seed     int64  `env:"SIM_SEED"`
 	BaseURL  string `env:"SIM_BASE_URL"`
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// AdminAddr serves /healthz, /readyz and /metrics like every service.
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":8081"`
 }
 
 // Validate checks the log level the way every service does.
@@ -33,6 +37,19 @@ func (c Config) Validate() error {
 }
 
 func main() {
+	health := flag.Bool("healthcheck", false, "check the admin endpoint and exit (for distroless health checks)")
+	flag.Parse()
+	if *health {
+		addr := os.Getenv("ADMIN_ADDR")
+		if addr == "" {
+			addr = ":8081"
+		}
+		if err := telemetry.Healthcheck(addr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "vomosim:", err)
 		os.Exit(1)
@@ -70,8 +87,14 @@ func run() error {
 		Int64(logging.FDurationMS, time.Since(start).Milliseconds()).Msg("scenario loaded")
 
 	srv := &http.Server{Addr: cfg.Addr, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
+	admin := &telemetry.Admin{Addr: cfg.AdminAddr, Registry: telemetry.NewRegistry()}
+	go func() {
+		if err := admin.Run(ctx); err != nil {
+			errc <- err
+		}
+	}()
 	log.Info().Str("addr", cfg.Addr).Msg("serving")
 	select {
 	case err := <-errc:
