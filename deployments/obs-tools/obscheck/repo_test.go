@@ -190,3 +190,21 @@ func TestDashboardsUseExportedMetrics(t *testing.T) {
 		}
 	}
 }
+
+var anchorLinkRE = regexp.MustCompile(`\]\((?:runbook\.md)?#([^)]+)\)`)
+
+// The runbook and docs/observability.md link to runbook sections by anchor;
+// a renamed heading must not leave a dead link.
+func TestRunbookLinksResolve(t *testing.T) {
+	t.Parallel()
+	anchors := runbookAnchors(t)
+	for _, doc := range []string{runbookPath, filepath.Join(filepath.Dir(runbookPath), "observability.md")} {
+		raw, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		links := anchorLinkRE.FindAllStringSubmatch(string(raw), -1)
+		require.NotEmpty(t, links, doc)
+		for _, m := range links {
+			require.True(t, anchors[m[1]], "%s links to #%s, which docs/runbook.md does not have", doc, m[1])
+		}
+	}
+}
