@@ -30,6 +30,8 @@ type Catalog struct {
 	// declared holds the metric names as pkg/metrics declares them
 	// (histograms by their base name).
 	declared map[string]bool
+	// own holds each metric's own labels, without the scrape's.
+	own map[string][]string
 }
 
 var descRE = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}\}$`)
@@ -39,7 +41,7 @@ var descRE = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}\
 // (go_*, process_*). It fails when pkg/metrics.Names() lists a metric the
 // catalog did not find, i.e. a constructor added there but not here.
 func Exported() (*Catalog, error) {
-	c := &Catalog{labels: map[string]map[string]bool{}, declared: map[string]bool{}}
+	c := &Catalog{labels: map[string]map[string]bool{}, declared: map[string]bool{}, own: map[string][]string{}}
 	reg := prometheus.NewRegistry()
 	for _, set := range []any{metrics.NewPoller(reg), metrics.NewAPI(reg), metrics.NewProcessor(reg), metrics.NewReconciler(reg)} {
 		if err := c.addStruct(set); err != nil {
@@ -107,6 +109,14 @@ func (c *Catalog) add(name string, lbls []string) {
 		set[l] = true
 	}
 	c.labels[name] = set
+	c.own[name] = lbls
+}
+
+// Labels returns a metric's own label names (not those scraping adds), and
+// whether the catalog knows the metric with its labels.
+func (c *Catalog) Labels(name string) ([]string, bool) {
+	l, ok := c.own[name]
+	return l, ok
 }
 
 // AddRecorded allows a series recorded by a rule; its labels are not checked.
