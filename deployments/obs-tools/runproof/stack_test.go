@@ -42,6 +42,7 @@ type stack struct {
 	otlp    string // OTLP/HTTP endpoint for the services
 	simURL  string
 	mu      sync.Mutex
+	admin   map[string]string // service -> admin address (/metrics)
 	procs   map[string]*proc
 	stopped map[string][]string // logs of stopped processes
 }
@@ -180,7 +181,7 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	buildServices(t, dir)
-	s := &stack{t: t, ctx: ctx, bin: dir, procs: map[string]*proc{}, stopped: map[string][]string{}}
+	s := &stack{t: t, ctx: ctx, bin: dir, admin: map[string]string{}, procs: map[string]*proc{}, stopped: map[string][]string{}}
 	t.Cleanup(s.stopAll)
 
 	query, grpc, otlp := freePort(t), freePort(t), freePort(t)
@@ -234,7 +235,11 @@ func newStack(t *testing.T) *stack {
 func (s *stack) start(name string) {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(s.bin, name))
-	cmd.Env = append(append([]string{}, s.env...), "ADMIN_ADDR="+freePort(s.t), "POLLER_ID="+name)
+	admin := freePort(s.t)
+	cmd.Env = append(append([]string{}, s.env...), "ADMIN_ADDR="+admin, "POLLER_ID="+name)
+	s.mu.Lock()
+	s.admin[name] = admin
+	s.mu.Unlock()
 	s.startCmd(name, cmd)
 }
 
@@ -323,6 +328,29 @@ func (s *stack) post(url string) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	require.Less(s.t, resp.StatusCode, 300, "POST %s: %s", url, resp.Status)
+}
+
+// metricNames scrapes a running service's /metrics and returns the names
+// of the metric families it exposes.
+func (s *stack) metricNames(name string) map[string]bool {
+	s.t.Helper()
+	s.mu.Lock()
+	addr := s.admin[name]
+	s.mu.Unlock()
+	resp, err := http.Get("http://" + addr + "/metrics") //nolint:gosec // loopback URL built by the test
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	require.Equal(s.t, http.StatusOK, resp.StatusCode)
+	out := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			out[f[2]] = true
+		}
+	}
+	require.NoError(s.t, sc.Err())
+	return out
 }
 
 // getJSON decodes a GET of url into v and returns the status code.
