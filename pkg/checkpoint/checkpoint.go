@@ -44,7 +44,10 @@ type Checkpoint struct {
 
 // Backfill is the resume point of an unfinished walk from epoch.
 type Backfill struct {
-	To           time.Time `json:"to"`
+	To time.Time `json:"to"`
+	// PathIndex is the list being walked when a resource spans several
+	// (form completions: one list per form).
+	PathIndex    int       `json:"path_index,omitempty"`
 	NextPage     int       `json:"next_page"`
 	Total        int       `json:"total"`
 	MaxPublished time.Time `json:"max_published"`

@@ -66,6 +66,9 @@ type Cycler struct {
 	MaxRewalks int
 	// FlushEvery pages, a backfill waits for acks and saves its resume point.
 	FlushEvery int
+	// ParticipationRecent and ParticipationUpcoming bound the project dates
+	// whose participants are compared (defaults 30 and 60 days).
+	ParticipationRecent, ParticipationUpcoming time.Duration
 }
 
 // Request is one cycle to run.
@@ -232,16 +235,73 @@ type walk struct {
 var errProbe = errors.New("window upper bound learned; restarting with updated_before")
 
 func (w *walk) run(ctx context.Context) error {
+	if w.req.Resource == customer.Participations {
+		return w.participations(ctx)
+	}
+	paths, err := w.paths(ctx)
+	if err != nil {
+		return err
+	}
+	first := 0
+	if w.resume != nil && w.resume.PathIndex < len(paths) {
+		first = w.resume.PathIndex
+	}
+	trusted := true
+	for i := first; i < len(paths); i++ {
+		ok, err := w.runPath(ctx, paths[i], i, i == first)
+		if err != nil {
+			return err
+		}
+		trusted = trusted && ok
+	}
+	w.trusted = trusted
+	return nil
+}
+
+// paths lists what a cycle of the resource walks: one list, or for form
+// completions one list per form (the forms themselves are listed first).
+func (w *walk) paths(ctx context.Context) ([]string, error) {
+	if w.req.Resource != customer.FormCompletions {
+		return []string{pathOf(w.req.Resource)}, nil
+	}
+	var forms []string
+	stats, err := w.req.Source.Walk(ctx, "/forms", url.Values{}, func(_ context.Context, p vomo.Page) error {
+		if w.to.IsZero() {
+			w.to = p.ServerTime.Add(-w.eff.Settle.D()).UTC()
+		}
+		for _, r := range p.Records {
+			forms = append(forms, "/forms/"+url.PathEscape(r.ID)+"/completions")
+		}
+		return nil
+	})
+	w.count(stats)
+	if err != nil {
+		return nil, fmt.Errorf("list forms: %w", err)
+	}
+	return forms, nil
+}
+
+func (w *walk) count(stats vomo.WalkResult) {
+	w.res.Pages += stats.Pages
+	w.res.Requests += stats.Requests
+	for code, n := range stats.Statuses {
+		w.res.Statuses[code] += n
+	}
+}
+
+// runPath walks one list of the window and reports whether it can be trusted.
+func (w *walk) runPath(ctx context.Context, path string, pathIndex int, resuming bool) (bool, error) {
 	startPage := 1
 	startTotal := -1
-	if w.resume != nil {
+	changedAcrossResume := false
+	if resuming && w.resume != nil {
 		startPage = w.resume.NextPage
 		w.to, w.maxPublished, startTotal = w.resume.To, w.resume.MaxPublished, w.resume.Total
+		changedAcrossResume = w.resume.Changed
 		if w.resume.Changed {
 			w.reason = w.resume.Reason
 		}
 	}
-	changedAcrossResume := w.resume != nil && w.resume.Changed
 	for {
 		q := url.Values{}
 		q.Set("updated_after", w.from.UTC().Format(time.RFC3339))
@@ -257,7 +317,7 @@ func (w *walk) run(ctx context.Context) error {
 			q.Set("page", strconv.Itoa(startPage))
 		}
 		probing := w.to.IsZero()
-		stats, err := w.req.Source.Walk(ctx, pathOf(w.req.Resource), q, func(ctx context.Context, p vomo.Page) error {
+		stats, err := w.req.Source.Walk(ctx, path, q, func(ctx context.Context, p vomo.Page) error {
 			if probing {
 				// The upper bound comes from the server's clock: records
 				// written during the walk are left to the next cycle.
@@ -273,13 +333,9 @@ func (w *walk) run(ctx context.Context) error {
 				}
 				startTotal = -1
 			}
-			return w.page(ctx, p, changedAcrossResume)
+			return w.page(ctx, p, pathIndex, changedAcrossResume)
 		})
-		w.res.Pages += stats.Pages
-		w.res.Requests += stats.Requests
-		for code, n := range stats.Statuses {
-			w.res.Statuses[code] += n
-		}
+		w.count(stats)
 		if errors.Is(err, errProbe) {
 			continue
 		}
@@ -287,19 +343,18 @@ func (w *walk) run(ctx context.Context) error {
 			err = ferr
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
-		w.trusted = stats.Trusted && !changedAcrossResume
 		if !stats.Trusted {
 			w.reason = stats.Reason
 		}
-		return nil
+		return stats.Trusted && !changedAcrossResume, nil
 	}
 }
 
 // page publishes one page's records inside the window and, for a backfill,
 // periodically waits for acks and saves the resume point.
-func (w *walk) page(ctx context.Context, p vomo.Page, changed bool) error {
+func (w *walk) page(ctx context.Context, p vomo.Page, pathIndex int, changed bool) error {
 	for _, r := range p.Records {
 		w.res.RecordsSeen++
 		if r.UpdatedAt.After(w.to) || r.UpdatedAt.Before(w.from) {
@@ -329,7 +384,7 @@ func (w *walk) page(ctx context.Context, p vomo.Page, changed bool) error {
 	if w.c.DryRun {
 		return nil
 	}
-	bf := &checkpoint.Backfill{To: w.to, NextPage: p.Meta.CurrentPage + 1, Total: p.Meta.Total,
+	bf := &checkpoint.Backfill{To: w.to, PathIndex: pathIndex, NextPage: p.Meta.CurrentPage + 1, Total: p.Meta.Total,
 		MaxPublished: w.maxPublished, Changed: changed, Reason: w.reason}
 	return checkpoint.SaveBackfill(ctx, w.c.DB, w.req.Customer.ID, w.req.Resource, bf)
 }

@@ -91,7 +91,8 @@ func (d *Demo) Run(ctx context.Context) error {
 	kek := base64.StdEncoding.EncodeToString(kb)
 	simURL := fmt.Sprintf("http://127.0.0.1:%d", d.Cfg.SimPort)
 	defer d.stopAll()
-	if err := d.start("vomosim", map[string]string{"SIM_ADDR": fmt.Sprintf("127.0.0.1:%d", d.Cfg.SimPort), "SIM_SCENARIO": d.Cfg.Scenario}); err != nil {
+	if err := d.start("vomosim", map[string]string{"SIM_ADDR": fmt.Sprintf("127.0.0.1:%d", d.Cfg.SimPort),
+		"SIM_SCENARIO": d.Cfg.Scenario, "ADMIN_ADDR": "127.0.0.1:18084"}); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, simURL+"/admin/customers", 60*time.Second); err != nil {
@@ -157,9 +158,65 @@ Ctrl-C stops everything.`, simURL, simURL, dbURL, dbURL, d.Cfg.Dir)
 		defer cancel()
 	}
 	<-wait.Done()
+	// Stop the source's changes, give the pipeline a few cycles to drain,
+	// then compare what the destination holds with the simulator's truth.
+	rctx := context.WithoutCancel(ctx)
+	for _, c := range sc.Customers {
+		if err := httpDo(rctx, http.MethodDelete, simURL+"/admin/customers/"+c.ID+"/changes"); err != nil {
+			d.say("stop changes of %s: %v", c.ID, err)
+		}
+	}
+	d.say("changes stopped; letting the pipeline drain (up to 60s)")
+	deadline := time.Now().Add(60 * time.Second)
+	var rep []reportRow
+	for {
+		rep, err = d.compare(rctx, pool, simURL, sc)
+		if err != nil {
+			return err
+		}
+		if allMatch(rep) || time.Now().After(deadline) || ctx.Err() != nil && d.Cfg.For == 0 {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
 	d.say("stopping services")
 	d.stopAll()
-	return d.report(context.WithoutCancel(ctx), pool, simURL, sc)
+	return d.print(rep)
+}
+
+type reportRow struct {
+	Customer              string
+	Destination, Truth, M int
+}
+
+func allMatch(rep []reportRow) bool {
+	for _, r := range rep {
+		if r.Destination != r.Truth || r.M != r.Truth {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Demo) print(rep []reportRow) error {
+	tw := tabwriter.NewWriter(d.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CUSTOMER\tDESTINATION\tVOMOSIM TRUTH\tSAME VERSION")
+	for _, r := range rep {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Customer, r.Destination, r.Truth, r.M)
+	}
+	return tw.Flush()
+}
+
+func httpDo(ctx context.Context, method, u string) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 func (d *Demo) freshDatabase(ctx context.Context) (string, error) {
@@ -227,24 +284,25 @@ func (d *Demo) stopAll() {
 	d.procs = nil
 }
 
-func (d *Demo) report(ctx context.Context, pool *pgxpool.Pool, simURL string, sc sim.Scenario) error {
-	tw := tabwriter.NewWriter(d.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CUSTOMER\tDESTINATION\tVOMOSIM TRUTH\tMATCHING VERSION")
+// compare counts, per customer, the live destination records, the
+// simulator's live records, and how many of those match in version.
+func (d *Demo) compare(ctx context.Context, pool *pgxpool.Pool, simURL string, sc sim.Scenario) ([]reportRow, error) {
+	var out []reportRow
 	for _, c := range sc.Customers {
-		var truth []sim.TruthRecord
-		if err := getJSON(ctx, simURL+"/admin/customers/"+c.ID+"/truth/users", &truth); err != nil {
-			return fmt.Errorf("truth of %s: %w", c.ID, err)
+		truth, err := getTruth(ctx, simURL+"/admin/customers/"+c.ID+"/truth/users?fields=false")
+		if err != nil {
+			return nil, fmt.Errorf("truth of %s: %w", c.ID, err)
 		}
 		have := map[string]time.Time{}
 		rows, err := pool.Query(ctx, `SELECT record_id, source_updated_at FROM vomosync.sync_state WHERE customer_id = $1 AND resource = 'users' AND NOT deleted`, c.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for rows.Next() {
 			var id string
 			var at time.Time
 			if err := rows.Scan(&id, &at); err != nil {
-				return err
+				return nil, err
 			}
 			have[id] = at
 		}
@@ -255,9 +313,9 @@ func (d *Demo) report(ctx context.Context, pool *pgxpool.Pool, simURL string, sc
 				match++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", c.ID, len(have), len(truth), match)
+		out = append(out, reportRow{Customer: c.ID, Destination: len(have), Truth: len(truth), M: match})
 	}
-	return tw.Flush()
+	return out, nil
 }
 
 func (d *Demo) say(format string, args ...any) {
@@ -293,18 +351,28 @@ func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
 	}
 }
 
-func getJSON(ctx context.Context, u string, v any) error {
+// getTruth reads the simulator's NDJSON truth export.
+func getTruth(ctx context.Context, u string) ([]sim.TruthRecord, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	var out []sim.TruthRecord
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var r sim.TruthRecord
+		if err := dec.Decode(&r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
