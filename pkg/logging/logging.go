@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
@@ -41,14 +42,20 @@ func New(service, level string, w io.Writer) zerolog.Logger {
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Str(FService, service).Logger().Hook(TraceHook{})
+	return zerolog.New(w).Level(lvl).With().Str(FService, service).Logger().Hook(TraceHook{})
 }
+
+// TimeFormat is the layout of every time this package's callers log:
+// sub-second, so log lines compare exactly with database timestamps.
+const TimeFormat = time.RFC3339Nano
 
 // TraceHook adds the active span's ids to events logged with .Ctx(ctx).
 type TraceHook struct{}
 
-// Run implements zerolog.Hook.
+// Run implements zerolog.Hook. It also stamps the time with sub-second
+// precision (zerolog's own timestamp follows a process-wide format).
 func (TraceHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(TimeFormat))
 	ctx := e.GetCtx()
 	if ctx == nil {
 		return

@@ -508,7 +508,8 @@ func (c *Cycler) observe(ctx context.Context, res *Result) {
 	}
 	ev.Ctx(ctx).Str(logging.FCustomerID, res.CustomerID).Str(logging.FResource, res.Resource).
 		Str(logging.FOperation, res.Origin).Str(logging.FCycleID, res.ID).
-		Time(logging.FCheckpointBefore, res.CheckpointBefore).Time(logging.FCheckpointAfter, res.CheckpointAfter).
+		Str(logging.FCheckpointBefore, res.CheckpointBefore.UTC().Format(logging.TimeFormat)).
+		Str(logging.FCheckpointAfter, res.CheckpointAfter.UTC().Format(logging.TimeFormat)).
 		Int(logging.FRecordsSeen, res.RecordsSeen).Int(logging.FRecordsProcessed, res.RecordsPublished).
 		Int("pages", res.Pages).Int("requests", res.Requests).
 		Int64(logging.FDurationMS, res.Duration.Milliseconds()).Str(logging.FOutcome, res.Outcome).

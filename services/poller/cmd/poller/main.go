@@ -149,6 +149,7 @@ func run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
+	g.Go((&runner.Gauges{DB: pool, Metrics: pm, Every: 15 * time.Second, Log: logging.Component(log, "gauges")}).Run)
 	err = g.Wait()
 	log.Info().Msg("poller stopped")
 	return err
