@@ -169,6 +169,8 @@ func TestEndToEnd(t *testing.T) {
 		[]string{removed, dropped}).Scan(&found))
 	require.Equal(t, 2, found, "both forced gaps recorded")
 
+	s.requireNoSecrets(t, "tok-acme", "tok-globex")
+
 	// Invariant 4: the audit row of a polled record carries the trace id of
 	// the poll cycle that published it.
 	var auditTrace, cycleTrace string

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vomosync/vomosync/pkg/checkpoint"
@@ -122,6 +124,7 @@ func run() error {
 	if err := messaging.EnsureStreams(ctx, js, cfg.NATS); err != nil {
 		return err
 	}
+	warnDurability(ctx, log, pool, cfg.NATS)
 	kv, err := messaging.EnsureCheckpointBucket(ctx, js, cfg.NATS.Replicas)
 	if err != nil {
 		return err
@@ -149,8 +152,21 @@ func run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
-	g.Go((&runner.Gauges{DB: pool, Metrics: pm, Every: 15 * time.Second, Log: logging.Component(log, "gauges")}).Run)
+	gauges := &runner.Gauges{DB: pool, Metrics: pm, Every: 15 * time.Second, Log: logging.Component(log, "gauges")}
+	g.Go(func() error { return gauges.Run(gctx) })
 	err = g.Wait()
 	log.Info().Msg("poller stopped")
 	return err
+}
+
+// warnDurability logs every setting weaker than the production profile.
+func warnDurability(ctx context.Context, log zerolog.Logger, pool *pgxpool.Pool, s messaging.Settings) {
+	ws := messaging.DurabilityWarnings(s)
+	pws, err := postgres.DurabilityWarnings(ctx, pool)
+	if err != nil {
+		log.Warn().Err(err).Msg("durability check")
+	}
+	for _, w := range append(ws, pws...) {
+		log.Warn().Str("check", "durability").Msg(w)
+	}
 }
