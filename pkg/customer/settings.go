@@ -181,8 +181,8 @@ func (s Settings) Validate() error {
 	for r, d := range s.Cadences {
 		if !KnownResource(r) {
 			errs = append(errs, fmt.Sprintf("cadences.%s: unknown resource", r))
-		} else if d.D() < time.Minute {
-			errs = append(errs, fmt.Sprintf("cadences.%s: %s is below the 1m minimum", r, d.D()))
+		} else if d.D() < time.Second {
+			errs = append(errs, fmt.Sprintf("cadences.%s: %s is below the 1s minimum", r, d.D()))
 		}
 	}
 	if s.Overlap < 0 || s.Settle < 0 {
