@@ -80,11 +80,15 @@ func (w *worker) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	first, err := collect(w.cons.Fetch(1, jetstream.FetchMaxWait(w.p.cfg.MaxWait), jetstream.FetchContext(ctx)))
+	// The wait is bounded by a context (not FetchMaxWait) so a stop
+	// interrupts it at once.
+	wctx, cancel := context.WithTimeout(ctx, w.p.cfg.MaxWait)
+	defer cancel()
+	first, err := collect(w.cons.Fetch(1, jetstream.FetchContext(wctx)))
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil
+	}
 	if err != nil || len(first) == 0 || n == 1 {
-		if errors.Is(err, context.Canceled) {
-			err = nil
-		}
 		return first, err
 	}
 	more, err := collect(w.cons.FetchNoWait(n - 1))

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -91,27 +92,35 @@ func testConfig() processor.Config {
 type running struct {
 	p      *processor.Processor
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned
+	err    error
 }
 
 // start runs a processor until the test ends (or stop is called).
 func (b *bundle) start(cfg processor.Config, hooks processor.Hooks) *running {
 	b.t.Helper()
-	p, err := processor.New(cfg, processor.Deps{Pool: b.db.Pool, JS: b.js, Log: zerolog.Nop(), Hooks: hooks})
+	log := zerolog.Nop()
+	if os.Getenv("PROCESSOR_TEST_LOG") != "" {
+		log = zerolog.New(zerolog.NewTestWriter(b.t)).Level(zerolog.InfoLevel)
+	}
+	p, err := processor.New(cfg, processor.Deps{Pool: b.db.Pool, JS: b.js, Log: log, Hooks: hooks})
 	require.NoError(b.t, err)
 	ctx, cancel := context.WithCancel(b.ctx)
-	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
-	b.t.Cleanup(func() { r.stop() })
+	r := &running{p: p, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = p.Run(ctx)
+		close(r.done)
+	}()
+	b.t.Cleanup(func() { _ = r.stop() })
 	return r
 }
 
+// stop cancels the processor and returns what Run returned.
 func (r *running) stop() error {
 	r.cancel()
 	select {
-	case err := <-r.done:
-		r.done <- err
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("processor did not stop")
 	}

@@ -358,21 +358,50 @@ func stage(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 	return nil
 }
 
-// guard locks the existing state rows of the batch in key order (replicas
-// lock in the same order, so they wait rather than deadlock) and marks
-// versions not newer than the applied one as stale.
+// guard takes the batch's sync_state locks before any destination row is
+// touched, in two sorted passes: insert the records never seen (their rows
+// are locked by the insert, and only one transaction can insert a key, which
+// makes "first seen" exact), then lock the existing ones. Every transaction
+// takes its state locks in key order before its destination locks, and a
+// destination row is only written under its state row's lock, so replicas
+// wait for each other instead of deadlocking. Versions not newer than the
+// applied one are marked stale.
 func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
-	rows, err := tx.Query(ctx, `SELECT s.idx, ss.source_updated_at, ss.record, ss.record IS NULL
+	byKey := make(map[[3]string]*cand, len(winners))
+	byIdx := make(map[int]*cand, len(winners))
+	for _, k := range winners {
+		byKey[[3]string{k.op.CustomerID, k.op.Resource, k.op.RecordID}] = k
+		byIdx[k.i] = k
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO vomosync.sync_state
+			(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id)
+		SELECT customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id
+		FROM processor_stage ORDER BY customer_id, resource, record_id
+		ON CONFLICT (customer_id, resource, record_id) DO NOTHING
+		RETURNING customer_id, resource, record_id`)
+	if err != nil {
+		return fmt.Errorf("guard insert: %w", err)
+	}
+	for rows.Next() {
+		var key [3]string
+		if err := rows.Scan(&key[0], &key[1], &key[2]); err != nil {
+			rows.Close()
+			return fmt.Errorf("guard insert scan: %w", err)
+		}
+		if k := byKey[key]; k != nil {
+			k.inserted = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("guard insert: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT s.idx, ss.source_updated_at, ss.record, ss.record IS NULL
 		FROM vomosync.sync_state ss
 		JOIN processor_stage s USING (customer_id, resource, record_id)
 		ORDER BY ss.customer_id, ss.resource, ss.record_id
 		FOR UPDATE OF ss`)
 	if err != nil {
-		return fmt.Errorf("guard: %w", err)
-	}
-	byIdx := make(map[int]*cand, len(winners))
-	for _, k := range winners {
-		byIdx[k.i] = k
+		return fmt.Errorf("guard lock: %w", err)
 	}
 	for rows.Next() {
 		var idx int
@@ -381,7 +410,7 @@ func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 			rows.Close()
 			return fmt.Errorf("guard scan: %w", err)
 		}
-		if k := byIdx[idx]; k != nil {
+		if k := byIdx[idx]; k != nil && !k.inserted {
 			k.prev = p
 			if !p.updated.Before(k.op.SourceUpdatedAt) {
 				k.outcome = SkippedStale
@@ -389,7 +418,7 @@ func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("guard: %w", err)
+		return fmt.Errorf("guard lock: %w", err)
 	}
 	return nil
 }
@@ -502,67 +531,53 @@ func (a *Applier) settle(k *cand, m Message, err error, res []Result) {
 	}
 }
 
-// recordState advances sync_state for the applied versions. The upsert's
-// guard settles races with other replicas; a row it inserts is a record seen
-// for the first time.
+// recordState makes sync_state say what was delivered: applied versions of
+// existing records are written over the locked rows; rows the guard inserted
+// for versions that were not applied are removed again.
 func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, res []Result) error {
-	var idx []int32
-	byKey := map[[3]string]*cand{}
+	var update, remove []int32
 	for _, k := range winners {
-		if k.outcome == Applied {
-			idx = append(idx, int32(k.i))
-			byKey[[3]string{k.op.CustomerID, k.op.Resource, k.op.RecordID}] = k
+		switch {
+		case k.outcome == Applied && !k.inserted:
+			update = append(update, int32(k.i))
+		case k.outcome != Applied && k.inserted:
+			remove = append(remove, int32(k.i))
 		}
-	}
-	if len(idx) == 0 {
-		return nil
-	}
-	rows, err := tx.Query(ctx, `INSERT INTO vomosync.sync_state AS ss
-			(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id, applied_at)
-		SELECT customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id, now()
-		FROM processor_stage WHERE idx = ANY($1)
-		ORDER BY customer_id, resource, record_id
-		ON CONFLICT (customer_id, resource, record_id) DO UPDATE SET
-			external_id = EXCLUDED.external_id, source_updated_at = EXCLUDED.source_updated_at,
-			deleted = EXCLUDED.deleted, content_hash = coalesce(EXCLUDED.content_hash, ss.content_hash),
-			record = coalesce(EXCLUDED.record, ss.record), trace_id = EXCLUDED.trace_id, applied_at = now()
-		WHERE ss.source_updated_at < EXCLUDED.source_updated_at
-		RETURNING customer_id, resource, record_id, (xmax = 0)`, idx)
-	if err != nil {
-		return fmt.Errorf("sync state: %w", err)
-	}
-	done := map[*cand]bool{}
-	for rows.Next() {
-		var key [3]string
-		var inserted bool
-		if err := rows.Scan(&key[0], &key[1], &key[2], &inserted); err != nil {
-			rows.Close()
-			return fmt.Errorf("sync state scan: %w", err)
-		}
-		if k := byKey[key]; k != nil {
-			done[k], k.inserted = true, inserted
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sync state: %w", err)
-	}
-	for _, k := range byKey {
-		if !done[k] {
-			// Another replica committed a newer version since the guard read.
-			k.outcome = SkippedStale
-			res[k.i] = Result{Outcome: SkippedStale, Err: errors.New("a newer version was applied concurrently")}
+		if k.outcome != Applied {
 			continue
 		}
 		r := Result{Outcome: Applied}
 		if !k.op.Delete {
-			// First seen: no earlier version was ever applied (a tombstone
-			// of a record deleted before we saw it does not count).
-			r.FirstSeen = k.inserted || (k.prev != nil && k.prev.noRecord)
+			r.FirstSeen = firstSeen(k)
 			r.ChangedFields = changedFields(k.fields, k.prev)
 		}
 		res[k.i] = r
 	}
+	if len(update) > 0 {
+		_, err := tx.Exec(ctx, `UPDATE vomosync.sync_state ss SET
+				external_id = s.external_id, source_updated_at = s.source_updated_at, deleted = s.deleted,
+				content_hash = coalesce(s.content_hash, ss.content_hash), record = coalesce(s.record, ss.record),
+				trace_id = s.trace_id, applied_at = now()
+			FROM processor_stage s
+			WHERE s.idx = ANY($1) AND ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`, update)
+		if err != nil {
+			return fmt.Errorf("sync state: %w", err)
+		}
+	}
+	if len(remove) > 0 {
+		_, err := tx.Exec(ctx, `DELETE FROM vomosync.sync_state ss USING processor_stage s
+			WHERE s.idx = ANY($1) AND ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`, remove)
+		if err != nil {
+			return fmt.Errorf("sync state undo: %w", err)
+		}
+	}
 	return nil
+}
+
+// firstSeen: no earlier version of the record was ever applied (a tombstone
+// of a record deleted before we saw it does not count).
+func firstSeen(k *cand) bool {
+	return !k.op.Delete && (k.inserted || (k.prev != nil && k.prev.noRecord))
 }
 
 // changedFields names the top-level keys whose values differ from the last
@@ -606,7 +621,7 @@ func (a *Applier) enqueueActions(ctx context.Context, tx pgx.Tx, winners []*cand
 	var allow []bool
 	var payloads [][]byte
 	for _, k := range winners {
-		if k.outcome != Applied || k.op.Delete || !(k.inserted || (k.prev != nil && k.prev.noRecord)) {
+		if k.outcome != Applied || !firstSeen(k) {
 			continue
 		}
 		eff := k.cust.Settings.Effective()
