@@ -61,6 +61,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var lastObserved time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,7 +89,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				}()
 			}
 		}
-		s.observeDue(ctx)
+		if time.Since(lastObserved) > 5*time.Second {
+			// Counting due pairs scans the due index: every few seconds is
+			// enough for a scaling signal.
+			s.observeDue(ctx)
+			lastObserved = time.Now()
+		}
 		// Claim again at once while there is a backlog and room.
 		if claimed > 0 && claimed == free {
 			timer.Reset(time.Millisecond)
