@@ -276,3 +276,41 @@ func (s *Store) SetSettings(ctx context.Context, id string, resources []string, 
 	}
 	return s.syncSchedules(ctx, id, resources, st.Effective())
 }
+
+// Rewrap moves every token sealed under an older key-encryption key to the
+// current one (KEK rotation), without decrypting the tokens themselves. It
+// returns how many were re-wrapped.
+func (s *Store) Rewrap(ctx context.Context) (int, error) {
+	if s.keys == nil {
+		return 0, errors.New("re-wrapping needs VOMOSYNC_KEK (new) and VOMOSYNC_KEK_PREVIOUS (old)")
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, token_ciphertext, token_wrapped_key, kek_id FROM vomosync.customers WHERE kek_id <> $1 ORDER BY id`, s.keys.CurrentID())
+	if err != nil {
+		return 0, fmt.Errorf("rewrap: %w", err)
+	}
+	type item struct {
+		id     string
+		sealed secrets.Sealed
+	}
+	var items []item
+	for rows.Next() {
+		var it item
+		if err := rows.Scan(&it.id, &it.sealed.Ciphertext, &it.sealed.WrappedKey, &it.sealed.KEKID); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("rewrap: %w", err)
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	for i, it := range items {
+		r, err := s.keys.Rewrap(it.id, it.sealed)
+		if err != nil {
+			return i, fmt.Errorf("rewrap token of %s: %w", it.id, err)
+		}
+		if _, err := s.db.Exec(ctx, `UPDATE vomosync.customers SET token_wrapped_key = $2, kek_id = $3, updated_at = now() WHERE id = $1 AND kek_id = $4`,
+			it.id, r.WrappedKey, r.KEKID, it.sealed.KEKID); err != nil {
+			return i, fmt.Errorf("rewrap token of %s: %w", it.id, err)
+		}
+	}
+	return len(items), nil
+}

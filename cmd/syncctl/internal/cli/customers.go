@@ -15,7 +15,7 @@ import (
 
 func (a *app) customersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "customers", Short: "Add, list, disable customers and rotate their tokens"}
-	cmd.AddCommand(a.customersAddCmd(), a.customersListCmd(), a.customersDisableCmd(), a.customersSetTokenCmd())
+	cmd.AddCommand(a.customersAddCmd(), a.customersListCmd(), a.customersDisableCmd(), a.customersSetTokenCmd(), a.customersRewrapCmd())
 	return cmd
 }
 
@@ -171,4 +171,29 @@ func (a *app) customersSetTokenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tokenEnv, "token-env", "", "read the token from this environment variable instead of stdin")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
+}
+
+func (a *app) customersRewrapCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rewrap",
+		Short: "Re-wrap every token's data key with the current VOMOSYNC_KEK (rotation; the old key goes in VOMOSYNC_KEK_PREVIOUS)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, e, err := a.pool()
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			keys, err := a.keyring(e)
+			if err != nil {
+				return err
+			}
+			n, err := customer.NewStore(pool, keys).Rewrap(a.ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%d token(s) re-wrapped under key %s\n", n, keys.CurrentID())
+			return nil
+		},
+	}
 }
