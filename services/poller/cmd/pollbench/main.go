@@ -157,6 +157,10 @@ func (e *env) scheduler(n int) error {
 	if _, err := e.pool.Exec(e.ctx, `UPDATE vomosync.schedules SET next_run_at = now() WHERE kind = 'poll'`); err != nil {
 		return err
 	}
+	// Fresh statistics, as autovacuum would have them after a bulk load.
+	if _, err := e.pool.Exec(e.ctx, `ANALYZE`); err != nil {
+		return err
+	}
 	reg := telemetry.NewRegistry()
 	pm := metrics.NewPoller(reg)
 	cyc := &poll.Cycler{DB: e.pool, Log: zerolog.Nop(), Owner: "bench", Metrics: pm}
