@@ -168,7 +168,12 @@ func (c *Cycler) run(ctx context.Context, req Request, res *Result) error {
 	}
 	res.WindowFrom = from
 	if !c.DryRun {
-		if err := insertCycle(ctx, c.DB, res); err != nil {
+		// Not cancellable: a cancel racing the INSERT could leave it to
+		// commit after finish() looked for the row, stuck at "running".
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := insertCycle(ictx, c.DB, res)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}

@@ -23,7 +23,7 @@ func TestDemoScenario(t *testing.T) {
 	require.NoError(t, s.Apply(ctx, sc))
 	n, err := s.Count("globex", sim.Users)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, n, 19000)
+	require.GreaterOrEqual(t, n, 6000)
 
 	_, err = sim.ParseScenario([]byte("customers:\n  - id: x\n    tokn: y\n"))
 	require.Error(t, err, "unknown keys are rejected")
