@@ -100,11 +100,39 @@ type Applier struct {
 	stats Stats
 }
 
-// Stats are counters for tests and logs.
+// Stats are counters for tests, logs and the benchmark.
 type Stats struct {
 	OutboxEnqueued  atomic.Int64
 	OutboxConflicts atomic.Int64 // enqueue attempts of a dedup key already queued
 	TxRetries       atomic.Int64
+	// Time spent per phase of the batch transaction, summed over batches.
+	Phase [numPhases]atomic.Int64
+}
+
+// Phases of a batch, for Stats.Phase.
+const (
+	PhaseBegin = iota
+	PhaseGuard
+	PhaseDestination
+	PhaseState
+	PhaseAudit
+	PhaseCommit
+	numPhases
+)
+
+// PhaseNames name the phases in order.
+var PhaseNames = [numPhases]string{"begin", "guard", "destination", "state+outbox", "dead letters+audit", "commit"}
+
+// timer adds elapsed time to phases.
+type timer struct {
+	s    *Stats
+	last time.Time
+}
+
+func (t *timer) mark(phase int) {
+	now := time.Now()
+	t.s.Phase[phase].Add(int64(now.Sub(t.last)))
+	t.last = now
 }
 
 // Stats returns the applier's counters.
@@ -283,10 +311,12 @@ func traceID(ctx context.Context) string {
 
 // run is one attempt of the batch transaction.
 func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []Result) error {
+	tm := &timer{s: &a.stats, last: time.Now()}
 	tx, err := a.DB.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin batch: %w", err)
 	}
+	tm.mark(PhaseBegin)
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	var winners []*cand
@@ -296,21 +326,21 @@ func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []
 		}
 	}
 	if len(winners) > 0 {
-		if err := stage(ctx, tx, winners); err != nil {
-			return err
-		}
 		if err := guard(ctx, tx, winners); err != nil {
 			return err
 		}
+		tm.mark(PhaseGuard)
 		if err := a.writeDestinations(ctx, tx, msgs, winners, res); err != nil {
 			return err
 		}
+		tm.mark(PhaseDestination)
 		if err := a.recordState(ctx, tx, winners, res); err != nil {
 			return err
 		}
 		if err := a.enqueueActions(ctx, tx, winners); err != nil {
 			return err
 		}
+		tm.mark(PhaseState)
 	}
 	if err := a.deadLetterRows(ctx, tx, msgs, res); err != nil {
 		return err
@@ -318,45 +348,60 @@ func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []
 	if err := audit(ctx, tx, msgs, res); err != nil {
 		return err
 	}
+	tm.mark(PhaseAudit)
 	if a.DryRun {
 		return nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit batch: %w", err)
 	}
+	tm.mark(PhaseCommit)
 	return nil
 }
 
-var stageCols = []string{"idx", "customer_id", "resource", "record_id", "external_id", "source_updated_at", "deleted", "content_hash", "record", "trace_id"}
-
-// stage copies the batch into a session-local table, so the guard and the
-// state upsert are single set-based statements.
-func stage(ctx context.Context, tx pgx.Tx, winners []*cand) error {
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS processor_stage (
-		idx int, customer_id text, resource text, record_id text, external_id text,
-		source_updated_at timestamptz, deleted boolean, content_hash bytea, record jsonb, trace_id text
-	) ON COMMIT DELETE ROWS`); err != nil {
-		return fmt.Errorf("stage table: %w", err)
-	}
-	// A rolled-back attempt leaves rows behind in a reused session.
-	if _, err := tx.Exec(ctx, `TRUNCATE processor_stage`); err != nil {
-		return fmt.Errorf("stage truncate: %w", err)
-	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"processor_stage"}, stageCols,
-		pgx.CopyFromSlice(len(winners), func(j int) ([]any, error) {
-			k := winners[j]
-			var rec any
-			if !k.op.Delete {
-				rec = k.op.Record
-			}
-			return []any{k.i, k.op.CustomerID, k.op.Resource, k.op.RecordID, k.op.ExternalID,
-				k.op.SourceUpdatedAt, k.op.Delete, k.hash, rec, k.op.TraceID}, nil
-		}))
-	if err != nil {
-		return fmt.Errorf("stage copy: %w", err)
-	}
-	return nil
+// keys holds batch columns as arrays: statements take them through unnest
+// (one round trip, binary encoded, no staging table to create and analyze).
+type keys struct {
+	idx                 []int32
+	cust, res, rec, ext []string
+	trace               []string
+	upd                 []time.Time
+	del                 []bool
+	hash, record        [][]byte
 }
+
+func keysOf(cs []*cand, keep func(*cand) bool) keys {
+	var k keys
+	for _, c := range cs {
+		if keep != nil && !keep(c) {
+			continue
+		}
+		var rec []byte
+		if !c.op.Delete {
+			rec = c.op.Record
+		}
+		k.idx = append(k.idx, int32(c.i))
+		k.cust, k.res, k.rec = append(k.cust, c.op.CustomerID), append(k.res, c.op.Resource), append(k.rec, c.op.RecordID)
+		k.ext, k.trace = append(k.ext, c.op.ExternalID), append(k.trace, c.op.TraceID)
+		k.upd, k.del = append(k.upd, c.op.SourceUpdatedAt), append(k.del, c.op.Delete)
+		k.hash, k.record = append(k.hash, c.hash), append(k.record, rec)
+	}
+	return k
+}
+
+// rowsArgs are the arguments of statements reading a whole state row from
+// unnest($1..$9).
+func (k keys) rowsArgs() []any {
+	return []any{k.cust, k.res, k.rec, k.ext, k.upd, k.del, k.hash, k.record, k.trace}
+}
+
+// planEachTime makes joins against sync_state planned with the batch's
+// actual arrays on every run. A cached generic plan, made while the table
+// was empty, kept hash-joining against a full scan of it as it grew.
+const planEachTime = pgx.QueryExecModeCacheDescribe
+
+const unnestRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::bytea[], $8::jsonb[], $9::text[])
+	AS s(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id)`
 
 // guard takes the batch's sync_state locks before any destination row is
 // touched, in two sorted passes: insert the records never seen (their rows
@@ -373,12 +418,14 @@ func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 		byKey[[3]string{k.op.CustomerID, k.op.Resource, k.op.RecordID}] = k
 		byIdx[k.i] = k
 	}
+	// winners are sorted by key; the ORDER BY keeps the insert in that order.
+	k := keysOf(winners, nil)
 	rows, err := tx.Query(ctx, `INSERT INTO vomosync.sync_state
 			(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id)
-		SELECT customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id
-		FROM processor_stage ORDER BY customer_id, resource, record_id
+		SELECT * FROM `+unnestRows+`
+		ORDER BY customer_id, resource, record_id
 		ON CONFLICT (customer_id, resource, record_id) DO NOTHING
-		RETURNING customer_id, resource, record_id`)
+		RETURNING customer_id, resource, record_id`, k.rowsArgs()...)
 	if err != nil {
 		return fmt.Errorf("guard insert: %w", err)
 	}
@@ -396,10 +443,10 @@ func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 		return fmt.Errorf("guard insert: %w", err)
 	}
 	rows, err = tx.Query(ctx, `SELECT s.idx, ss.source_updated_at, ss.record, ss.record IS NULL
-		FROM vomosync.sync_state ss
-		JOIN processor_stage s USING (customer_id, resource, record_id)
+		FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS s(idx, customer_id, resource, record_id)
+		JOIN vomosync.sync_state ss USING (customer_id, resource, record_id)
 		ORDER BY ss.customer_id, ss.resource, ss.record_id
-		FOR UPDATE OF ss`)
+		FOR UPDATE OF ss`, planEachTime, k.idx, k.cust, k.res, k.rec)
 	if err != nil {
 		return fmt.Errorf("guard lock: %w", err)
 	}
@@ -535,14 +582,7 @@ func (a *Applier) settle(k *cand, m Message, err error, res []Result) {
 // existing records are written over the locked rows; rows the guard inserted
 // for versions that were not applied are removed again.
 func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, res []Result) error {
-	var update, remove []int32
 	for _, k := range winners {
-		switch {
-		case k.outcome == Applied && !k.inserted:
-			update = append(update, int32(k.i))
-		case k.outcome != Applied && k.inserted:
-			remove = append(remove, int32(k.i))
-		}
 		if k.outcome != Applied {
 			continue
 		}
@@ -553,20 +593,25 @@ func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, r
 		}
 		res[k.i] = r
 	}
-	if len(update) > 0 {
+	update := keysOf(winners, func(k *cand) bool { return k.outcome == Applied && !k.inserted })
+	if len(update.idx) > 0 {
 		_, err := tx.Exec(ctx, `UPDATE vomosync.sync_state ss SET
 				external_id = s.external_id, source_updated_at = s.source_updated_at, deleted = s.deleted,
 				content_hash = coalesce(s.content_hash, ss.content_hash), record = coalesce(s.record, ss.record),
 				trace_id = s.trace_id, applied_at = now()
-			FROM processor_stage s
-			WHERE s.idx = ANY($1) AND ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`, update)
+			FROM `+unnestRows+`
+			WHERE ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`,
+			append([]any{planEachTime}, update.rowsArgs()...)...)
 		if err != nil {
 			return fmt.Errorf("sync state: %w", err)
 		}
 	}
-	if len(remove) > 0 {
-		_, err := tx.Exec(ctx, `DELETE FROM vomosync.sync_state ss USING processor_stage s
-			WHERE s.idx = ANY($1) AND ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`, remove)
+	remove := keysOf(winners, func(k *cand) bool { return k.outcome != Applied && k.inserted })
+	if len(remove.idx) > 0 {
+		_, err := tx.Exec(ctx, `DELETE FROM vomosync.sync_state ss
+			USING unnest($1::text[], $2::text[], $3::text[]) AS s(customer_id, resource, record_id)
+			WHERE ss.customer_id = s.customer_id AND ss.resource = s.resource AND ss.record_id = s.record_id`,
+			planEachTime, remove.cust, remove.res, remove.rec)
 		if err != nil {
 			return fmt.Errorf("sync state undo: %w", err)
 		}

@@ -122,7 +122,9 @@ func (p *Postgres) write(ctx context.Context, tx pgx.Tx, resource string, del bo
 			RETURNING external_id, customer_id`
 		args = append(args, trace)
 	}
-	rows, err := tx.Query(ctx, sql, args...)
+	// Planned with the actual arrays each time: a generic plan cached while
+	// the table was small would keep scanning it whole once it is large.
+	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {
 		return classify(resource, err)
 	}
