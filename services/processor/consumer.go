@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -30,15 +31,109 @@ const HeaderStreamSeq = "Vomosync-Stream-Seq"
 // errCrash marks a hook-simulated crash: stop without acking or draining.
 var errCrash = errors.New("simulated crash")
 
-type worker struct {
-	p    *Processor
-	id   int
-	cons jetstream.Consumer
-	log  zerolog.Logger
+// item is one delivered message, decoded, with its consumer span.
+type item struct {
+	raw  jetstream.Msg
+	msg  apply.Message
+	span trace.Span
 }
 
-// run pulls and processes batches until ctx is cancelled. The batch in
-// flight then finishes on a context that outlives ctx by DrainTimeout.
+// fetcher pulls from the shared consumer and hands each message to the
+// worker owning its record (a hash of customer, resource and record id), so
+// the workers of one replica never write the same record concurrently and
+// never wait on each other's row locks; versions of one record stay in order.
+type fetcher struct {
+	p      *Processor
+	cons   jetstream.Consumer
+	queues []chan []item
+	log    zerolog.Logger
+}
+
+// run fetches until ctx is cancelled, then closes the queues so the workers
+// finish what they hold. Messages it cannot hand over are nak'd.
+func (f *fetcher) run(ctx context.Context) error {
+	defer func() {
+		for _, q := range f.queues {
+			close(q)
+		}
+	}()
+	idle := 0
+	for ctx.Err() == nil {
+		raw, err := f.fetch(ctx)
+		if err != nil {
+			idle++
+			f.log.Warn().Err(err).Msg("fetch failed")
+			sleep(ctx, backoff(idle, 100*time.Millisecond, 5*time.Second))
+			continue
+		}
+		idle = 0
+		parts := make([][]item, len(f.queues))
+		for _, it := range decode(ctx, raw) {
+			w := owner(it.msg, len(f.queues))
+			parts[w] = append(parts[w], it)
+		}
+		for w, part := range parts {
+			if len(part) == 0 {
+				continue
+			}
+			select {
+			case f.queues[w] <- part:
+			case <-ctx.Done():
+				for _, it := range part {
+					_ = it.raw.Nak()
+					it.span.End()
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// owner picks the worker of a message's record.
+func owner(m apply.Message, workers int) int {
+	h := fnv.New32a()
+	if ev := m.Event; ev != nil {
+		_, _ = h.Write([]byte(ev.GetCustomerId() + "/" + ev.GetResource() + "/" + ev.GetRecordId()))
+	} else {
+		_, _ = h.Write([]byte(m.Subject))
+	}
+	return int(h.Sum32() % uint32(workers))
+}
+
+// fetch takes what is pending without waiting (up to a batch per worker);
+// on an idle stream it waits up to MaxWait for one message, then takes what
+// else arrived with it.
+func (f *fetcher) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	n := f.p.cfg.BatchSize * len(f.queues)
+	msgs, err := collect(f.cons.FetchNoWait(n))
+	if err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	// The wait is bounded by a context (not FetchMaxWait) so a stop
+	// interrupts it at once.
+	wctx, cancel := context.WithTimeout(ctx, f.p.cfg.MaxWait)
+	defer cancel()
+	first, err := collect(f.cons.Fetch(1, jetstream.FetchContext(wctx)))
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil
+	}
+	if err != nil || len(first) == 0 || n == 1 {
+		return first, err
+	}
+	more, err := collect(f.cons.FetchNoWait(n - 1))
+	return append(first, more...), err
+}
+
+type worker struct {
+	p     *Processor
+	id    int
+	queue chan []item
+	log   zerolog.Logger
+}
+
+// run applies what the fetcher hands over until the queue is closed. Work
+// continues on a context that outlives ctx by DrainTimeout, so the batches
+// in flight at a stop are finished and acked.
 func (w *worker) run(ctx context.Context) error {
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -47,20 +142,21 @@ func (w *worker) run(ctx context.Context) error {
 		context.AfterFunc(work, func() { t.Stop() })
 	})
 	defer stop()
-	idle := 0
-	for ctx.Err() == nil {
-		msgs, err := w.fetch(ctx)
-		if err != nil {
-			idle++
-			w.log.Warn().Err(err).Msg("fetch failed")
-			sleep(ctx, backoff(idle, 100*time.Millisecond, 5*time.Second))
-			continue
+	for batch := range w.queue {
+		// Take whatever else is queued, up to a batch.
+	more:
+		for len(batch) < w.p.cfg.BatchSize {
+			select {
+			case next, ok := <-w.queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, next...)
+			default:
+				break more
+			}
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		idle = 0
-		if err := w.process(work, msgs); err != nil {
+		if err := w.process(work, batch); err != nil {
 			if errors.Is(err, errCrash) {
 				return err
 			}
@@ -70,29 +166,6 @@ func (w *worker) run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// fetch takes what is pending without waiting; on an idle stream it waits up
-// to MaxWait for one message, then takes what else arrived with it.
-func (w *worker) fetch(ctx context.Context) ([]jetstream.Msg, error) {
-	n := w.p.cfg.BatchSize
-	msgs, err := collect(w.cons.FetchNoWait(n))
-	if err != nil || len(msgs) > 0 {
-		return msgs, err
-	}
-	// The wait is bounded by a context (not FetchMaxWait) so a stop
-	// interrupts it at once.
-	wctx, cancel := context.WithTimeout(ctx, w.p.cfg.MaxWait)
-	defer cancel()
-	first, err := collect(w.cons.Fetch(1, jetstream.FetchContext(wctx)))
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		err = nil
-	}
-	if err != nil || len(first) == 0 || n == 1 {
-		return first, err
-	}
-	more, err := collect(w.cons.FetchNoWait(n - 1))
-	return append(first, more...), err
 }
 
 func collect(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
@@ -111,10 +184,15 @@ func collect(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 
 // process applies one batch and answers every message: ack after commit,
 // nak with backoff on a retryable failure, dead-letter and term otherwise.
-func (w *worker) process(ctx context.Context, raw []jetstream.Msg) (err error) {
+func (w *worker) process(ctx context.Context, items []item) (err error) {
 	start := time.Now()
 	m := w.p.deps.Metrics
-	msgs, spans := w.decode(ctx, raw)
+	raw := make([]jetstream.Msg, len(items))
+	msgs := make([]apply.Message, len(items))
+	spans := make([]trace.Span, len(items))
+	for i, it := range items {
+		raw[i], msgs[i], spans[i] = it.raw, it.msg, it.span
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			m.Panics.Inc()
@@ -151,10 +229,9 @@ func (w *worker) process(ctx context.Context, raw []jetstream.Msg) (err error) {
 
 // decode turns deliveries into apply messages, each with its consumer span
 // as a child of the publisher's span (so one trace spans the poll cycle).
-func (w *worker) decode(ctx context.Context, raw []jetstream.Msg) ([]apply.Message, []trace.Span) {
+func decode(ctx context.Context, raw []jetstream.Msg) []item {
 	tr := otel.Tracer(tracerName)
-	msgs := make([]apply.Message, len(raw))
-	spans := make([]trace.Span, len(raw))
+	out := make([]item, len(raw))
 	for i, r := range raw {
 		ev, derr := messaging.Decode(r.Data())
 		_, resource := apply.SubjectParts(r.Subject())
@@ -171,9 +248,9 @@ func (w *worker) decode(ctx context.Context, raw []jetstream.Msg) ([]apply.Messa
 			span.SetAttributes(attribute.String("vomosync.customer_id", ev.GetCustomerId()),
 				attribute.String("vomosync.record_id", ev.GetRecordId()), attribute.Int("vomosync.attempt", m.Attempt))
 		}
-		msgs[i], spans[i] = m, span
+		out[i] = item{raw: r, msg: m, span: span}
 	}
-	return msgs, spans
+	return out
 }
 
 func endSpans(spans []trace.Span, results []apply.Result, err error) {

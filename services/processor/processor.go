@@ -183,10 +183,16 @@ func (p *Processor) Run(ctx context.Context) error {
 	log := p.deps.Log
 	log.Info().Int("workers", p.cfg.Workers).Int("batch_size", p.cfg.BatchSize).Msg("processor consuming")
 	g, gctx := errgroup.WithContext(ctx)
+	f := &fetcher{p: p, cons: cons, log: log.With().Str("component", "fetcher").Logger()}
 	for i := range p.cfg.Workers {
-		w := &worker{p: p, id: i, cons: cons, log: log.With().Str("component", "worker").Int("worker", i).Logger()}
+		// One batch queued per worker beyond the one it applies: enough to
+		// keep it busy, little held past its ack wait.
+		q := make(chan []item, 1)
+		f.queues = append(f.queues, q)
+		w := &worker{p: p, id: i, queue: q, log: log.With().Str("component", "worker").Int("worker", i).Logger()}
 		g.Go(func() error { return w.run(gctx) })
 	}
+	g.Go(func() error { return f.run(gctx) })
 	if !p.cfg.DisableOutboxSender {
 		g.Go(func() error { return p.sender.Run(gctx) })
 	}

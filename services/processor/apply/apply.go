@@ -143,7 +143,7 @@ type cand struct {
 	i        int
 	ev       *eventsv1.ChangeEvent
 	op       destination.Op
-	fields   map[string]json.RawMessage
+	fields   []field
 	hash     []byte
 	target   destination.Target
 	cust     customer.Customer
@@ -279,19 +279,22 @@ func compareKey(a, b destination.Op) int {
 }
 
 // validateRecord checks an upsert's record: a JSON object whose id, when
-// present, is the event's record id.
-func validateRecord(ev *eventsv1.ChangeEvent) (map[string]json.RawMessage, error) {
+// present, is the event's record id. It returns the top-level members.
+func validateRecord(ev *eventsv1.ChangeEvent) ([]field, error) {
 	raw := ev.GetRecord()
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, errors.New("upsert without a record")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return nil, fmt.Errorf("record is not a JSON object: %v", err)
+	if !json.Valid(raw) {
+		return nil, errors.New("record is not valid JSON")
 	}
-	if id, ok := fields["id"]; ok {
-		s := string(bytes.Trim(bytes.TrimSpace(id), `"`))
-		if s != ev.GetRecordId() {
+	fields, err := topLevel(raw, make([]field, 0, 24))
+	if err != nil {
+		return nil, fmt.Errorf("record is %w", err)
+	}
+	if j := find(fields, []byte("id")); j >= 0 {
+		id := fields[j].val
+		if s := string(bytes.Trim(id, `"`)); s != ev.GetRecordId() {
 			return nil, fmt.Errorf("record id %s does not match event record_id %q", id, ev.GetRecordId())
 		}
 	}
@@ -400,7 +403,7 @@ func (k keys) rowsArgs() []any {
 // was empty, kept hash-joining against a full scan of it as it grew.
 const planEachTime = pgx.QueryExecModeCacheDescribe
 
-const unnestRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::bytea[], $8::jsonb[], $9::text[])
+const unnestRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::bytea[], $8::text[], $9::text[])
 	AS s(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id)`
 
 // guard takes the batch's sync_state locks before any destination row is
@@ -589,7 +592,11 @@ func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, r
 		r := Result{Outcome: Applied}
 		if !k.op.Delete {
 			r.FirstSeen = firstSeen(k)
-			r.ChangedFields = changedFields(k.fields, k.prev)
+			var prev []byte
+			if k.prev != nil {
+				prev = k.prev.record
+			}
+			r.ChangedFields = changedFields(k.fields, prev)
 		}
 		res[k.i] = r
 	}
@@ -623,39 +630,6 @@ func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, r
 // of a record deleted before we saw it does not count).
 func firstSeen(k *cand) bool {
 	return !k.op.Delete && (k.inserted || (k.prev != nil && k.prev.noRecord))
-}
-
-// changedFields names the top-level keys whose values differ from the last
-// applied record (all keys for a first version).
-func changedFields(now map[string]json.RawMessage, prev *prevState) []string {
-	var before map[string]json.RawMessage
-	if prev != nil && len(prev.record) > 0 {
-		_ = json.Unmarshal(prev.record, &before)
-	}
-	out := make([]string, 0, len(now))
-	for key, v := range now {
-		if old, ok := before[key]; !ok || !sameJSON(old, v) {
-			out = append(out, key)
-		}
-	}
-	for key := range before {
-		if _, ok := now[key]; !ok {
-			out = append(out, key)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func sameJSON(a, b json.RawMessage) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	var ca, cb bytes.Buffer
-	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
-		return false
-	}
-	return bytes.Equal(ca.Bytes(), cb.Bytes())
 }
 
 // enqueueActions writes one outbox row per (action, record) seen for the

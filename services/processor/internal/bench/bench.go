@@ -39,10 +39,10 @@ import (
 	"github.com/vomosync/vomosync/pkg/natsserver"
 	"github.com/vomosync/vomosync/pkg/postgres"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 	"github.com/vomosync/vomosync/services/processor"
 	"github.com/vomosync/vomosync/services/processor/apply"
 	"github.com/vomosync/vomosync/services/processor/destination"
-	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 )
 
 // Options size the run.
@@ -283,13 +283,13 @@ func userRecord(id int, version int, updated time.Time) []byte {
 	fn, ln := firstNames[id%len(firstNames)], lastNames[(id/7)%len(lastNames)]
 	rec := map[string]any{
 		"type": "user", "id": id, "first_name": fn, "last_name": ln, "full_name": fn + " " + ln,
-		"email":      strings.ToLower(fn) + "." + strings.ToLower(ln) + "." + strconv.Itoa(id) + "@volunteers.example.org",
-		"address":    strconv.Itoa(100+id%9000) + " Maple Avenue, Apt " + strconv.Itoa(id%97) + ", Springfield, IL 62704, USA",
-		"phone":      "+1-217-555-" + fmt.Sprintf("%04d", id%10000),
-		"birthday":   fmt.Sprintf("19%02d-%02d-%02d", 50+id%50, 1+id%12, 1+id%28),
-		"gender":     []string{"M", "F", "N"}[id%3],
-		"updated_at": updated.UTC().Format("2006-01-02T15:04:05.000000Z"),
-		"created_at": updated.Add(-time.Duration(id%1000) * time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z"),
+		"email":       strings.ToLower(fn) + "." + strings.ToLower(ln) + "." + strconv.Itoa(id) + "@volunteers.example.org",
+		"address":     strconv.Itoa(100+id%9000) + " Maple Avenue, Apt " + strconv.Itoa(id%97) + ", Springfield, IL 62704, USA",
+		"phone":       "+1-217-555-" + fmt.Sprintf("%04d", id%10000),
+		"birthday":    fmt.Sprintf("19%02d-%02d-%02d", 50+id%50, 1+id%12, 1+id%28),
+		"gender":      []string{"M", "F", "N"}[id%3],
+		"updated_at":  updated.UTC().Format("2006-01-02T15:04:05.000000Z"),
+		"created_at":  updated.Add(-time.Duration(id%1000) * time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z"),
 		"user_status": statuses[id%2], "membership_status": "ACCEPTED", "membership_role": roles[id%3],
 		"hours_total": version * 3,
 		"profile_field_values": []map[string]any{

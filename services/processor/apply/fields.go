@@ -1,0 +1,166 @@
+package apply
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+)
+
+// field is one top-level member of a JSON object, as ranges of the raw
+// bytes (the key still escaped).
+type field struct{ key, val []byte }
+
+var errNotObject = errors.New("not a JSON object")
+
+// topLevel lists the members of the JSON object b without decoding the
+// values: a batch of records costs no maps and no garbage. b must already be
+// valid JSON (json.Valid).
+func topLevel(b []byte, out []field) ([]field, error) {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, errNotObject
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return out, nil
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return nil, errNotObject
+		}
+		end := endString(b, i)
+		key := b[i+1 : end]
+		i = skipWS(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return nil, errNotObject
+		}
+		i = skipWS(b, i+1)
+		vend := endValue(b, i)
+		out = append(out, field{key: key, val: b[i:vend]})
+		i = skipWS(b, vend)
+		if i >= len(b) {
+			break
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case '}':
+			return out, nil
+		default:
+			return nil, errNotObject
+		}
+	}
+	return nil, errNotObject
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endString returns the index of the quote closing the string opening at i.
+func endString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j
+		}
+	}
+	return len(b)
+}
+
+// endValue returns the index just past the value starting at i.
+func endValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return endString(b, i) + 1
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = endString(b, j)
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	default:
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				return j
+			}
+		}
+		return len(b)
+	}
+}
+
+// keyName unescapes a raw key (almost always a no-op).
+func keyName(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	var s string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s) != nil {
+		return string(raw)
+	}
+	return s
+}
+
+// changedFields names the top-level keys whose values differ from the
+// previously applied record (every key for a first version). prev holds the
+// bytes applied last time, as stored in sync_state.
+func changedFields(now []field, prev []byte) []string {
+	var before []field
+	if len(prev) > 0 {
+		before, _ = topLevel(prev, make([]field, 0, len(now)))
+	}
+	out := make([]string, 0, len(now))
+	for _, f := range now {
+		if j := find(before, f.key); j < 0 || !sameJSON(before[j].val, f.val) {
+			out = append(out, keyName(f.key))
+		}
+	}
+	for _, f := range before {
+		if find(now, f.key) < 0 {
+			out = append(out, keyName(f.key))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func find(fs []field, key []byte) int {
+	for i := range fs {
+		if bytes.Equal(fs[i].key, key) {
+			return i
+		}
+	}
+	return -1
+}
+
+// sameJSON compares two values, ignoring insignificant whitespace.
+func sameJSON(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
+		return false
+	}
+	return bytes.Equal(ca.Bytes(), cb.Bytes())
+}
