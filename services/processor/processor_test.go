@@ -107,24 +107,29 @@ func TestPoisonAndInvalidAreDeadLettered(t *testing.T) {
 	bad := user("acme", "2", t0)
 	bad.record["id"] = 3 // the record says it is someone else
 	good2 := user("acme", "4", t0)
+	// Valid JSON the destination's jsonb refuses: the batch statement fails,
+	// the records are retried one by one and only this one is rejected.
+	nul := user("acme", "6", t0, "first_name", "a\x00b")
 	b.publish(good1)
 	b.publishRaw(messaging.ChangeSubject("acme", "users"), []byte{0xff, 0xfe, 0x01})
-	b.publish(bad, good2, user("nobody", "5", t0))
+	b.publish(bad, good2, user("nobody", "5", t0), nul)
 	b.start(testConfig(), processor.Hooks{})
 	b.eventually("dead letters", func() bool {
-		return b.count(`SELECT count(*) FROM vomosync.dead_letters`) == 3 && b.auditCount() == 5
+		return b.count(`SELECT count(*) FROM vomosync.dead_letters`) == 4 && b.auditCount() == 6
 	})
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'destination_rejected' AND record_id = '6'`))
+	require.Equal(t, 0, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE record_id = '6'`), "not believed delivered")
 	require.Equal(t, 2, b.count(`SELECT count(*) FROM vomo_dest.users`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'invalid' AND error LIKE '%undecodable%' AND customer_id = 'acme' AND stream_seq IS NOT NULL`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'validation' AND record_id = '2' AND error LIKE '%does not match%'`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'unknown_customer' AND customer_id = 'nobody'`))
-	require.Equal(t, 3, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'dead_lettered'`))
+	require.Equal(t, 4, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'dead_lettered'`))
 
 	st, err := b.js.Stream(b.ctx, messaging.StreamDLQ)
 	require.NoError(t, err)
 	b.eventually("dlq stream", func() bool {
 		info, err := st.Info(b.ctx)
-		return err == nil && info.State.Msgs == 3
+		return err == nil && info.State.Msgs == 4
 	})
 	msg, err := st.GetLastMsgForSubject(b.ctx, messaging.DLQSubject("acme", "users"))
 	require.NoError(t, err)

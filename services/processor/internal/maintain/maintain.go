@@ -75,8 +75,8 @@ func (l *Loop) Tables(ctx context.Context) error {
 	start := time.Now()
 	var made, dropped int
 	var pruned int64
+	var got bool
 	err := pgx.BeginFunc(ctx, l.DB, func(tx pgx.Tx) error {
-		var got bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockID).Scan(&got); err != nil || !got {
 			return err
 		}
@@ -93,6 +93,9 @@ func (l *Loop) Tables(ctx context.Context) error {
 		pruned = tag.RowsAffected()
 		return nil
 	})
+	if err == nil && !got {
+		return nil // another replica is on it
+	}
 	l.Log.Info().Str(logging.FOperation, "maintenance").Int("partitions_created", made).Int("partitions_dropped", dropped).
 		Int64("outbox_pruned", pruned).Int64(logging.FDurationMS, time.Since(start).Milliseconds()).Err(err).Msg("audit and outbox maintenance")
 	return err
