@@ -13,9 +13,9 @@ import (
 	"github.com/vomosync/vomosync/pkg/customer"
 	"github.com/vomosync/vomosync/pkg/pgtest"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 	"github.com/vomosync/vomosync/services/processor/apply"
 	"github.com/vomosync/vomosync/services/processor/destination"
-	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 )
 
 func event(id string, at time.Time, record string) apply.Message {
@@ -49,9 +49,9 @@ func TestDryRunReplayChangesNothing(t *testing.T) {
 	replay := &apply.Applier{DB: db.Pool, Customers: store, DryRun: true,
 		Destinations: &destination.Resolver{DryRun: dry, ForceDryRun: true}}
 	res, err = replay.Apply(ctx, []apply.Message{
-		event("1", t0, `{"id":1,"first_name":"a"}`),             // already applied
+		event("1", t0, `{"id":1,"first_name":"a"}`),                // already applied
 		event("1", t0.Add(time.Hour), `{"id":1,"first_name":"b"}`), // newer: would apply
-		event("2", t0, `{"id":2}`),                              // new
+		event("2", t0, `{"id":2}`),                                 // new
 	})
 	require.NoError(t, err)
 	require.Equal(t, apply.SkippedStale, res[0].Outcome, "superseded in the batch")
