@@ -129,6 +129,7 @@ type worker struct {
 	id    int
 	queue chan []item
 	log   zerolog.Logger
+	limit batchLimit
 }
 
 // run applies what the fetcher hands over until the queue is closed. Work
@@ -156,16 +157,44 @@ func (w *worker) run(ctx context.Context) error {
 				break more
 			}
 		}
-		if err := w.process(work, batch); err != nil {
+		for len(batch) > 0 {
+			n := min(len(batch), w.limit.current())
+			chunk := batch[:n]
+			batch = batch[n:]
+			start := time.Now()
+			err := w.process(work, chunk)
+			w.limit.observe(n, time.Since(start))
 			if errors.Is(err, errCrash) {
 				return err
 			}
-			// Database or broker down: the batch was nak'd; slow down so
-			// the outage does not burn deliveries.
-			sleep(ctx, w.p.cfg.RetryBase)
+			if err != nil {
+				// Database or broker down: the batch was nak'd; slow down
+				// so the outage does not burn deliveries.
+				sleep(ctx, w.p.cfg.RetryBase)
+			}
 		}
 	}
 	return nil
+}
+
+// batchLimit adapts a worker's batch size to latency: it halves when a
+// batch takes longer than the target (a slow destination, a loaded
+// database) and grows back by a quarter while full batches stay fast.
+type batchLimit struct {
+	max, n int
+	target time.Duration
+}
+
+func (l *batchLimit) current() int { return max(l.n, 1) }
+
+func (l *batchLimit) observe(size int, took time.Duration) {
+	switch {
+	case took > l.target:
+		l.n = max(l.n/2, 10, 1)
+		l.n = min(l.n, l.max)
+	case size >= l.n && took < l.target/2:
+		l.n = min(l.n+l.n/4+1, l.max)
+	}
 }
 
 func collect(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
@@ -202,7 +231,12 @@ func (w *worker) process(ctx context.Context, items []item) (err error) {
 			endSpans(spans, nil, err)
 		}
 	}()
+	// A batch outliving half the ack wait (a slow destination) tells
+	// JetStream it is still being worked on, so it is not redelivered to
+	// another replica meanwhile.
+	stopBeat := heartbeat(raw, w.p.cfg.AckWait/2)
 	results, err := w.p.applier.Apply(ctx, msgs)
+	stopBeat()
 	if err != nil {
 		w.nakAll(raw, msgs)
 		endSpans(spans, nil, err)
@@ -329,6 +363,26 @@ func (w *worker) publishDeadLetter(ctx context.Context, msg jetstream.Msg, m app
 		return fmt.Errorf("publish %s: %w", out.Subject, err)
 	}
 	return nil
+}
+
+// heartbeat marks msgs in progress every interval until stopped.
+func heartbeat(msgs []jetstream.Msg, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // nakAll answers a batch that did not commit: everything is retried.

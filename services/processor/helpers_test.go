@@ -77,6 +77,7 @@ func testConfig() processor.Config {
 	cfg.BatchSize = 100
 	cfg.MaxWait = 100 * time.Millisecond
 	cfg.AckWait = time.Second
+	cfg.TargetBatchLatency = 500 * time.Millisecond
 	cfg.RetryBase = 50 * time.Millisecond
 	cfg.RetryMax = 200 * time.Millisecond
 	cfg.SettingsTTL = 0

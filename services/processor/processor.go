@@ -33,11 +33,14 @@ type Config struct {
 	BatchSize int `env:"PROCESSOR_BATCH_SIZE" envDefault:"500"`
 	// MaxWait is how long an idle worker's pull waits for a first message.
 	// A busy stream never waits: workers take whatever is pending.
-	MaxWait      time.Duration `env:"PROCESSOR_MAX_WAIT" envDefault:"500ms"`
-	Workers      int           `env:"PROCESSOR_WORKERS" envDefault:"2"`
-	MaxDeliver   int           `env:"PROCESSOR_MAX_DELIVER" envDefault:"5"`
-	DrainTimeout time.Duration `env:"PROCESSOR_DRAIN_TIMEOUT" envDefault:"20s"`
-	AckWait      time.Duration `env:"PROCESSOR_ACK_WAIT" envDefault:"30s"`
+	MaxWait time.Duration `env:"PROCESSOR_MAX_WAIT" envDefault:"500ms"`
+	// TargetBatchLatency: a worker halves its batch size when a batch takes
+	// longer, and grows it back while batches stay well under it.
+	TargetBatchLatency time.Duration `env:"PROCESSOR_TARGET_BATCH_LATENCY" envDefault:"2s"`
+	Workers            int           `env:"PROCESSOR_WORKERS" envDefault:"2"`
+	MaxDeliver         int           `env:"PROCESSOR_MAX_DELIVER" envDefault:"5"`
+	DrainTimeout       time.Duration `env:"PROCESSOR_DRAIN_TIMEOUT" envDefault:"20s"`
+	AckWait            time.Duration `env:"PROCESSOR_ACK_WAIT" envDefault:"30s"`
 	// MaxAckPending of the shared consumer; 0 sizes it to workers × batch × 4
 	// (in-flight and prefetched batches of two replicas).
 	MaxAckPending int           `env:"PROCESSOR_MAX_ACK_PENDING" envDefault:"0"`
@@ -81,6 +84,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("PROCESSOR_MAX_DELIVER=%d: want at least 1", c.MaxDeliver)
 	case c.MaxWait < time.Millisecond:
 		return fmt.Errorf("PROCESSOR_MAX_WAIT=%s: want at least 1ms", c.MaxWait)
+	case c.TargetBatchLatency <= 0 || c.TargetBatchLatency >= c.AckWait:
+		return fmt.Errorf("PROCESSOR_TARGET_BATCH_LATENCY=%s: want a positive duration below PROCESSOR_ACK_WAIT (%s)", c.TargetBatchLatency, c.AckWait)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("PROCESSOR_ACK_WAIT=%s: want at least 1s", c.AckWait)
 	case c.DrainTimeout <= 0:
@@ -189,7 +194,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		// keep it busy, little held past its ack wait.
 		q := make(chan []item, 1)
 		f.queues = append(f.queues, q)
-		w := &worker{p: p, id: i, queue: q, log: log.With().Str("component", "worker").Int("worker", i).Logger()}
+		w := &worker{p: p, id: i, queue: q, log: log.With().Str("component", "worker").Int("worker", i).Logger(),
+			limit: batchLimit{max: p.cfg.BatchSize, n: p.cfg.BatchSize, target: p.cfg.TargetBatchLatency}}
 		g.Go(func() error { return w.run(gctx) })
 	}
 	g.Go(func() error { return f.run(gctx) })
