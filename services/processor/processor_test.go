@@ -11,6 +11,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/customer"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/services/processor"
+	"github.com/vomosync/vomosync/services/processor/deadletter"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -143,6 +144,19 @@ func TestPoisonAndInvalidAreDeadLettered(t *testing.T) {
 		info, err := cons.Info(b.ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
+	// An undecodable payload cannot be retried, only discarded with a reason.
+	store := &deadletter.Store{DB: b.db.Pool, JS: b.js}
+	invalid, err := store.List(b.ctx, deadletter.Filter{CustomerID: "acme", ErrorClass: "invalid"})
+	require.NoError(t, err)
+	require.Len(t, invalid, 1)
+	require.ErrorIs(t, store.Retry(b.ctx, invalid[0].ID, "ops"), deadletter.ErrUndecodable)
+	require.ErrorIs(t, store.Discard(b.ctx, invalid[0].ID, "ops", ""), deadletter.ErrNoReason)
+	require.NoError(t, store.Discard(b.ctx, invalid[0].ID, "ops", "garbage from a test publisher"))
+	got, err := store.Get(b.ctx, invalid[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, "discarded", got.Status)
+	require.Equal(t, "garbage from a test publisher", got.ResolvedReason)
+
 	var headers map[string][]string
 	var raw []byte
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT headers FROM vomosync.dead_letters WHERE error_class = 'validation'`).Scan(&raw))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vomosync/vomosync/pkg/customer"
 	"github.com/vomosync/vomosync/services/processor"
+	"github.com/vomosync/vomosync/services/processor/deadletter"
 	"github.com/vomosync/vomosync/services/processor/destination"
 )
 
@@ -179,8 +180,11 @@ func TestDestinationFailuresAreIsolated(t *testing.T) {
 		}
 	}))
 	defer picky.Close()
+	var deadBack atomic.Bool
 	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "gone fishing", http.StatusBadGateway)
+		if !deadBack.Load() {
+			http.Error(w, "gone fishing", http.StatusBadGateway)
+		}
 	}))
 	defer dead.Close()
 	httpDest := func(url string) customer.Settings {
@@ -219,6 +223,22 @@ func TestDestinationFailuresAreIsolated(t *testing.T) {
 	require.Equal(t, 0, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE customer_id IN ('healthy', 'flaky')`))
 	require.Equal(t, 0, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE customer_id = 'dead'`), "nothing believed delivered")
 	require.Equal(t, 20, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE customer_id = 'dead' AND outcome = 'dead_lettered'`))
+
+	// The cause clears; the reconciler re-drives the dead letters.
+	deadBack.Store(true)
+	store := &deadletter.Store{DB: b.db.Pool, JS: b.js}
+	open, err := store.List(b.ctx, deadletter.Filter{CustomerID: "dead"})
+	require.NoError(t, err)
+	require.Len(t, open, 20)
+	for _, l := range open {
+		require.NoError(t, store.Redrive(b.ctx, l.ID, "destination healthy again"))
+	}
+	require.ErrorIs(t, store.Redrive(b.ctx, open[0].ID, "twice"), deadletter.ErrResolved)
+	b.eventually("re-driven records applied", func() bool {
+		return b.count(`SELECT count(*) FROM vomosync.sync_state WHERE customer_id = 'dead'`) == 20
+	})
+	require.Equal(t, 20, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE customer_id = 'dead' AND outcome = 'applied' AND origin = 'redrive'`))
+	require.Equal(t, 20, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE customer_id = 'dead' AND status = 'redriven' AND resolved_by = 'reconciler'`))
 }
 
 func containsExternal(body []byte, ext string) bool {
