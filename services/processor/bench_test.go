@@ -29,6 +29,15 @@ func BenchmarkProcessor(b *testing.B) {
 	}
 }
 
+// TestMain lets the benchmark start this test binary as its JetStream
+// server (a separate process, as in production).
+func TestMain(m *testing.M) {
+	if bench.ServeNATSIfChild() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v

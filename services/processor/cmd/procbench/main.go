@@ -15,6 +15,9 @@ import (
 )
 
 func main() {
+	if bench.ServeNATSIfChild() {
+		return
+	}
 	o := bench.Options{Progress: os.Stderr}
 	flag.IntVar(&o.N, "n", 1_000_000, "events through the processor")
 	flag.IntVar(&o.Baseline, "baseline", 20_000, "events through the per-message baseline")

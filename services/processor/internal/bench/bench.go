@@ -6,6 +6,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	crand "crypto/rand"
 	"encoding/base64"
@@ -16,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -66,7 +68,7 @@ type Report struct {
 	BaselineRate            float64
 	Ratio                   float64
 	PeakHeapBytes           uint64 // sampled Go heap during the processor phase
-	PeakRSSBytes            uint64 // process peak RSS during the processor phase (includes the embedded NATS server)
+	PeakRSSBytes            uint64 // peak RSS of the processor process during its phase (NATS runs in a child process)
 	DestRows, AuditRows     int
 	Batches, TxRetries      int64
 	Phases                  string
@@ -79,7 +81,7 @@ func (r Report) String() string {
   processor (batch, 1 tx each): %8.0f events/s  (%d events in %s; %d destination rows, %d audit rows)
   baseline (1 tx + 1 ack each): %8.0f events/s  (%d events in %s)
   ratio:                        %8.1fx
-  peak Go heap %d MiB, peak RSS %d MiB (process incl. embedded NATS server)
+  peak Go heap %d MiB, peak RSS %d MiB (the processor's process; JetStream runs in a child process)
   %s`,
 		r.N, r.Workers, r.PublishRate, r.Rate, r.N, r.Elapsed.Round(time.Millisecond), r.DestRows, r.AuditRows,
 		r.BaselineRate, r.BaselineN, r.BaselineElapsed.Round(time.Millisecond), r.Ratio,
@@ -111,17 +113,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return rep, err
 	}
-	dir, err := os.MkdirTemp("", "procbench-js-")
+	natsURL, stopNATS, err := startNATS()
 	if err != nil {
 		return rep, err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := natsserver.Start(natsserver.Options{Port: -1, StoreDir: dir})
-	if err != nil {
-		return rep, err
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
+	defer stopNATS()
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return rep, err
 	}
@@ -482,4 +479,67 @@ func peakRSS() uint64 {
 		}
 	}
 	return 0
+}
+
+// natsChildEnv, when set in the environment, makes the benchmark binary a
+// JetStream server storing in that directory (see ServeNATSIfChild).
+const natsChildEnv = "VOMOSYNC_PROCBENCH_NATS_DIR"
+
+// ServeNATSIfChild turns this process into the benchmark's JetStream server
+// when it was started as one, and returns false otherwise. Call it first
+// thing in main (or TestMain), so JetStream's CPU and memory are not counted
+// as the processor's, as in production.
+func ServeNATSIfChild() bool {
+	dir := os.Getenv(natsChildEnv)
+	if dir == "" {
+		return false
+	}
+	srv, err := natsserver.Start(natsserver.Options{Port: -1, StoreDir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(srv.ClientURL())
+	_, _ = io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	os.Exit(0)
+	return true
+}
+
+// startNATS runs a JetStream server in a child process of this binary.
+func startNATS() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "procbench-js-")
+	if err != nil {
+		return "", nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), natsChildEnv+"="+dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+		_ = os.RemoveAll(dir)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("benchmark JetStream server did not start: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
 }
