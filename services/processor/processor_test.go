@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -108,29 +109,33 @@ func TestPoisonAndInvalidAreDeadLettered(t *testing.T) {
 	bad := user("acme", "2", t0)
 	bad.record["id"] = 3 // the record says it is someone else
 	good2 := user("acme", "4", t0)
-	// Valid JSON the destination's jsonb refuses: the batch statement fails,
-	// the records are retried one by one and only this one is rejected.
+	// Valid JSON that jsonb refuses is caught before the database.
 	nul := user("acme", "6", t0, "first_name", "a\x00b")
+	// A value the destination refuses (an email too long for its index):
+	// the batch statement fails, the records are retried one by one and
+	// only this one is rejected.
+	huge := user("acme", "7", t0, "email", randomText(4000)+"@example.org")
 	b.publish(good1)
 	b.publishRaw(messaging.ChangeSubject("acme", "users"), []byte{0xff, 0xfe, 0x01})
-	b.publish(bad, good2, user("nobody", "5", t0), nul)
+	b.publish(bad, good2, user("nobody", "5", t0), nul, huge)
 	b.start(testConfig(), processor.Hooks{})
 	b.eventually("dead letters", func() bool {
-		return b.count(`SELECT count(*) FROM vomosync.dead_letters`) == 4 && b.auditCount() == 6
+		return b.count(`SELECT count(*) FROM vomosync.dead_letters`) == 5 && b.auditCount() == 7
 	})
-	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'destination_rejected' AND record_id = '6'`))
-	require.Equal(t, 0, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE record_id = '6'`), "not believed delivered")
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'validation' AND record_id = '6' AND error LIKE '%u0000%'`))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'destination_rejected' AND record_id = '7'`))
+	require.Equal(t, 0, b.count(`SELECT count(*) FROM vomosync.sync_state WHERE record_id IN ('6', '7')`), "not believed delivered")
 	require.Equal(t, 2, b.count(`SELECT count(*) FROM vomo_dest.users`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'invalid' AND error LIKE '%undecodable%' AND customer_id = 'acme' AND stream_seq IS NOT NULL`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'validation' AND record_id = '2' AND error LIKE '%does not match%'`))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM vomosync.dead_letters WHERE error_class = 'unknown_customer' AND customer_id = 'nobody'`))
-	require.Equal(t, 4, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'dead_lettered'`))
+	require.Equal(t, 5, b.count(`SELECT count(*) FROM vomosync.audit_log WHERE outcome = 'dead_lettered'`))
 
 	st, err := b.js.Stream(b.ctx, messaging.StreamDLQ)
 	require.NoError(t, err)
 	b.eventually("dlq stream", func() bool {
 		info, err := st.Info(b.ctx)
-		return err == nil && info.State.Msgs == 4
+		return err == nil && info.State.Msgs == 5
 	})
 	msg, err := st.GetLastMsgForSubject(b.ctx, messaging.DLQSubject("acme", "users"))
 	require.NoError(t, err)
@@ -162,4 +167,15 @@ func TestPoisonAndInvalidAreDeadLettered(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT headers FROM vomosync.dead_letters WHERE error_class = 'validation'`).Scan(&raw))
 	require.NoError(t, json.Unmarshal(raw, &headers))
 	require.NotEmpty(t, headers["traceparent"])
+}
+
+// randomText is incompressible text, so Postgres cannot squeeze it under
+// the index size limit.
+func randomText(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = letters[rand.IntN(len(letters))]
+	}
+	return string(b)
 }

@@ -208,6 +208,10 @@ func (a *Applier) prepare(ctx context.Context, msgs []Message) ([]Result, []*can
 			continue
 		}
 		ev := m.Event
+		if len(ev.GetRecordId()) > 200 {
+			dead(i, ClassInvalid, fmt.Errorf("record_id of %d bytes is longer than 200", len(ev.GetRecordId())))
+			continue
+		}
 		if !customer.KnownResource(ev.GetResource()) {
 			dead(i, ClassInvalid, fmt.Errorf("unknown resource %q", ev.GetResource()))
 			continue
@@ -287,6 +291,9 @@ func validateRecord(ev *eventsv1.ChangeEvent) ([]field, error) {
 	}
 	if !json.Valid(raw) {
 		return nil, errors.New("record is not valid JSON")
+	}
+	if err := jsonbSafe(raw); err != nil {
+		return nil, err
 	}
 	fields, err := topLevel(raw, make([]field, 0, 24))
 	if err != nil {
@@ -403,7 +410,7 @@ func (k keys) rowsArgs() []any {
 // was empty, kept hash-joining against a full scan of it as it grew.
 const planEachTime = pgx.QueryExecModeCacheDescribe
 
-const unnestRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::bytea[], $8::text[], $9::text[])
+const unnestRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[], $7::bytea[], $8::jsonb[], $9::text[])
 	AS s(customer_id, resource, record_id, external_id, source_updated_at, deleted, content_hash, record, trace_id)`
 
 // guard takes the batch's sync_state locks before any destination row is

@@ -66,6 +66,6 @@ func TestDryRunReplayChangesNothing(t *testing.T) {
 		+ (SELECT count(*) FROM vomo_dest.users)`).Scan(&n))
 	require.Equal(t, 3, n, "only the live run's state, audit row and destination row")
 	var first string
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT record::jsonb->>'first_name' FROM vomosync.sync_state WHERE record_id = '1'`).Scan(&first))
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT record->>'first_name' FROM vomosync.sync_state WHERE record_id = '1'`).Scan(&first))
 	require.Equal(t, "a", first)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 )
 
@@ -153,7 +154,9 @@ func find(fs []field, key []byte) int {
 	return -1
 }
 
-// sameJSON compares two values, ignoring insignificant whitespace.
+// sameJSON compares two values: bytes first, then without insignificant
+// whitespace (Postgres prints jsonb with spaces), then decoded (escapes and
+// number spellings differ between writers).
 func sameJSON(a, b []byte) bool {
 	if bytes.Equal(a, b) {
 		return true
@@ -162,5 +165,64 @@ func sameJSON(a, b []byte) bool {
 	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
 		return false
 	}
-	return bytes.Equal(ca.Bytes(), cb.Bytes())
+	if bytes.Equal(ca.Bytes(), cb.Bytes()) {
+		return true
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// jsonbSafe refuses what is valid JSON but that Postgres jsonb cannot store:
+// \u0000 and unpaired UTF-16 surrogates. Caught here, such a record is
+// dead-lettered alone instead of failing its whole batch in the database.
+func jsonbSafe(b []byte) error {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' || i+6 > len(b) {
+			i++
+			continue
+		}
+		r, ok := hex4(b[i+2 : i+6])
+		switch {
+		case !ok:
+			return errors.New("bad \\u escape")
+		case r == 0:
+			return errors.New(`record contains \u0000, which Postgres jsonb cannot store`)
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return errors.New("record contains an unpaired UTF-16 low surrogate")
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' {
+				return errors.New("record contains an unpaired UTF-16 high surrogate")
+			}
+			if lo, ok := hex4(b[i+8 : i+12]); !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return errors.New("record contains an unpaired UTF-16 high surrogate")
+			}
+			i += 6
+		}
+		i += 5
+	}
+	return nil
+}
+
+func hex4(h []byte) (rune, bool) {
+	var r rune
+	for _, c := range h {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -45,7 +45,25 @@ func TestChangedFields(t *testing.T) {
 	require.Equal(t, []string{"email", "id", "n", "new", "tags"}, changedFields(now, nil), "first version: every field")
 	prev := []byte(`{"id": 1, "email": "b@x", "tags": ["a", "b"], "n": {"x": 2}, "gone": 1}`)
 	require.Equal(t, []string{"email", "gone", "n", "new"}, changedFields(now, prev))
+	amp, err := topLevel([]byte(`{"name":"a\u0026b","n":1.0}`), nil)
+	require.NoError(t, err)
+	require.Empty(t, changedFields(amp, []byte(`{"n": 1.0, "name": "a&b"}`)), "same values, other spelling")
 	esc, err := topLevel([]byte(`{"we\u00efrd":1}`), nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"weïrd"}, changedFields(esc, nil))
+}
+
+func TestJSONBSafe(t *testing.T) {
+	t.Parallel()
+	for in, ok := range map[string]bool{
+		`{"a":"x\\u0000"}`: true, // an escaped backslash, then "u0000"
+		`{"a":"\u00e9\ud83d\ude00"}`: true,
+		`{"a":"\u0000"}`:        false,
+		`{"a":"\ud83d"}`:        false,
+		`{"a":"\ude00x"}`:       false,
+		`{"a":"\ud83d\u0041"}`: false,
+	} {
+		require.True(t, json.Valid([]byte(in)), in)
+		require.Equal(t, ok, jsonbSafe([]byte(in)) == nil, in)
+	}
 }

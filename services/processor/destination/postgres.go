@@ -156,7 +156,7 @@ func classify(resource string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
-		case "22", "23": // data exception, integrity constraint violation
+		case "22", "23", "54": // data exception, integrity violation, a value over a limit
 			return fmt.Errorf("%w: write %s: %s (%s)", ErrRejected, resource, pgErr.Message, pgErr.Code)
 		case "42": // undefined table: schema not set up, fixable by configuration
 			return fmt.Errorf("%w: write %s: %s (%s)", ErrUnavailable, resource, pgErr.Message, pgErr.Code)
