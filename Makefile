@@ -51,8 +51,18 @@ test-go: ## Every module's Go tests against real Postgres and an in-process JetS
 	@set -o pipefail; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -count=1 -timeout 15m ./...) || exit 1; done
 
 .PHONY: bench
-bench: ## Run the benchmarks (see README for the figures)
-	@for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchtime 1x ./...) || exit 1; done
+bench: ## Benchmarks with their figures (each prints what it measured; README lists the last results)
+	cd services/vomosim && go test -run '^$$' -bench ListPage -benchtime 2s -cpu 1 ./sim/
+	cd pkg && go test -run '^$$' -bench PublishDurability -benchtime 20000x ./messaging/
+	cd services/processor && go run ./cmd/procbench -n $(BENCH_EVENTS) -cpuprofile ''
+	cd services/poller && go run ./cmd/pollbench -customers $(BENCH_CUSTOMERS) -users $(BENCH_USERS) -budget-for $(BENCH_BUDGET_FOR)
+	@for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench 'Reconcil' -benchtime 1x ./... 2>/dev/null | grep -E '^Benchmark|/op') ; done; true
+
+# Sizes of `make bench` (the issues' full sizes: BENCH_EVENTS=1000000 BENCH_CUSTOMERS=10000 BENCH_USERS=1000000 BENCH_BUDGET_FOR=2m).
+BENCH_EVENTS ?= 200000
+BENCH_CUSTOMERS ?= 1000
+BENCH_USERS ?= 200000
+BENCH_BUDGET_FOR ?= 1m
 
 .PHONY: demo
 demo: build ## Run the whole system locally for DEMO_FOR (default: until Ctrl-C)
