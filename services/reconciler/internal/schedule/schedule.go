@@ -130,17 +130,30 @@ FROM (
 WHERE s.customer_id = due.customer_id AND s.resource = due.resource AND s.kind = due.kind
 RETURNING s.customer_id, s.resource, s.kind, s.next_run_at, extract(epoch FROM s.cadence)`
 
+// claimLock serialises claims across replicas: SKIP LOCKED locks only the
+// claimed row, so without it two replicas could take the two kinds of one
+// pair at once. Claims are cheap and once a tick, so one lock is no bottleneck.
+const claimLock = 0x7265636f6e // "recon"
+
 func (s *Scheduler) claim(ctx context.Context, n int) ([]Claim, error) {
-	rows, err := s.DB.Query(ctx, claimSQL, s.Owner, s.Lease, n)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
-		var c Claim
-		var secs float64
-		err := r.Scan(&c.CustomerID, &c.Resource, &c.Kind, &c.DueAt, &secs)
-		c.Cadence = time.Duration(secs * float64(time.Second))
-		return c, err
+	var claims []Claim
+	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, claimLock); err != nil {
+			return err
+		}
+		// A new statement, so its snapshot sees the previous claimer's leases.
+		rows, err := tx.Query(ctx, claimSQL, s.Owner, s.Lease, n)
+		if err != nil {
+			return err
+		}
+		claims, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+			var c Claim
+			var secs float64
+			err := r.Scan(&c.CustomerID, &c.Resource, &c.Kind, &c.DueAt, &secs)
+			c.Cadence = time.Duration(secs * float64(time.Second))
+			return c, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
