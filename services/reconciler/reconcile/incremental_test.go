@@ -24,7 +24,7 @@ func TestIncrementalRunCoversTheWindow(t *testing.T) {
 	horizon := time.Now().Add(time.Second)
 	b.pollCycle(t, time.Now().Add(-time.Hour), horizon)
 	b.setCheckpoint(t, horizon)
-	time.Sleep(2100 * time.Millisecond) // whole-second clock: the next update is past the horizon
+	time.Sleep(2100 * time.Millisecond)                       // whole-second clock: the next update is past the horizon
 	require.NoError(t, b.sim.UpdateUser(custID, truth[8].ID)) // newer than the checkpoint
 
 	res := b.run(t, reconcile.Request{Mode: reconcile.ModeRepair})
