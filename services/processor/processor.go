@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -299,4 +301,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s messaging.Sett
 		}
 	}
 	return nil
+}
+
+// TuneGC collects garbage less often unless GOGC is set: the processor's
+// live heap is small (~50 MiB at full rate) and its allocation rate high, so
+// GOGC=400 saves about a fifth of its CPU for ~100 MiB more memory, which
+// GOMEMLIMIT still bounds. main and the benchmark call it.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }

@@ -75,6 +75,7 @@ func run() error {
 		return err
 	}
 	log := logging.New("processor", cfg.LogLevel, nil).With().Str("version", version).Logger()
+	processor.TuneGC()
 	shutdownTracing, err := telemetry.SetupTracing(ctx, "processor", cfg.OTLPEndpoint)
 	if err != nil {
 		return err

@@ -105,6 +105,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return rep, err
 	}
 	defer drop()
+	if opt := os.Getenv("PROCBENCH_PG_OPTIONS"); opt != "" {
+		// Session settings for experiments, e.g. "-c wal_compression=on".
+		dbURL += "?options=" + url.QueryEscape(opt)
+	}
 	pool, err := postgres.Connect(ctx, postgres.Settings{URL: dbURL, MaxConns: int32(o.Workers + 4), ConnectTimeout: 10 * time.Second})
 	if err != nil {
 		return rep, err
@@ -112,6 +116,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer pool.Close()
 	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return rep, err
+	}
+	if ddl := os.Getenv("PROCBENCH_EXPERIMENT_SQL"); ddl != "" {
+		if _, err := pool.Exec(ctx, ddl); err != nil {
+			return rep, fmt.Errorf("experiment sql: %w", err)
+		}
 	}
 	natsURL, stopNATS, err := startNATS()
 	if err != nil {
@@ -174,6 +183,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	runtime.GC()
 	resetPeakRSS()
 
+	processor.TuneGC() // as main does
 	cfg := processor.DefaultConfig()
 	cfg.Workers, cfg.BatchSize = o.Workers, o.BatchSize
 	cfg.DisableOutboxSender = true
