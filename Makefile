@@ -44,7 +44,13 @@ tidy: ## go mod tidy every module (and the tools module)
 	@for m in $(MODULES) $(CURDIR)/tools; do (cd $$m && GOWORK=off go mod tidy) || exit 1; done
 
 .PHONY: test
-test: check-generated lint test-go validate-deploy check-alerts ## Everything CI runs: generated code, vet + gosec, every Go test, manifests, alert rules
+test: check-generated lint console-chromium test-go fuzz-short validate-deploy check-alerts ## Everything CI runs: generated code, vet + gosec, every Go test, manifests, alert rules
+
+.PHONY: fuzz-short
+fuzz-short: ## A short fuzz of the VOMO page decoder (the long one: FUZZTIME=10m make fuzz-short)
+	cd pkg && go test -run '^$$' -fuzz FuzzDecodePage -fuzztime $(FUZZTIME) ./vomo/
+
+FUZZTIME ?= 10s
 
 .PHONY: test-go
 test-go: ## Every module's Go tests against real Postgres and an in-process JetStream
@@ -70,3 +76,4 @@ demo: build ## Run the whole system locally for DEMO_FOR (default: until Ctrl-C)
 
 include deployments/deploy.mk
 include deployments/observability.mk
+include services/console/console.mk
