@@ -61,7 +61,7 @@ func Execute(ctx context.Context, version string, args []string, in io.Reader, o
 	root.SetOut(out)
 	root.SetErr(errOut)
 	root.SetArgs(args)
-	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd(), a.demoCmd(), a.costCmd(), a.checkpointCmd())
+	root.AddCommand(a.migrateCmd(), a.customersCmd(), a.statusCmd(), a.demoCmd(), a.costCmd(), a.checkpointCmd(), a.cyclesCmd(), a.recordsCmd(), a.gapsCmd(), a.apiErrorsCmd(), a.dlqCmd(), a.pauseCmd(), a.resumeCmd(), a.applyCmd(), a.replayCmd(), a.reconcileCmd(), a.operatorsCmd(), a.consoleTokenCmd())
 	err := root.ExecuteContext(ctx)
 	switch {
 	case err == nil:
