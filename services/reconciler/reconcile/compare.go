@@ -25,8 +25,16 @@ type session struct {
 	res       *RunResult
 	batchSize int
 
-	batch []vomo.Record
-	gaps  [][]any
+	batch []vomo.Record // filling, owned by the walk
+	gaps  [][]any       // owned by the comparing goroutine
+
+	// Full batches go to one goroutine that compares them on conn while
+	// the walk fetches the next pages: the run costs about the longer of
+	// the two, not their sum. Two batches queued at most (memory bound).
+	queue    chan []vomo.Record
+	done     chan error
+	finished bool
+	result   error
 
 	// Reservoir sample of records that matched, for the detail comparison.
 	sampleSize int
@@ -63,13 +71,73 @@ func (s *session) close() {
 	}
 }
 
-// add queues one source record, comparing a full batch.
+// add queues one source record; a full batch goes to the comparison.
 func (s *session) add(ctx context.Context, rec vomo.Record) error {
 	s.batch = append(s.batch, rec)
-	if len(s.batch) >= s.batchSize {
-		return s.flush(ctx)
+	if len(s.batch) < s.batchSize {
+		return nil
 	}
-	return nil
+	return s.send(ctx)
+}
+
+func (s *session) send(ctx context.Context) error {
+	if s.finished {
+		return s.result
+	}
+	if s.queue == nil {
+		s.start(ctx)
+	}
+	select {
+	case s.queue <- s.batch:
+		s.batch = make([]vomo.Record, 0, s.batchSize)
+		return nil
+	case err := <-s.done:
+		// The comparison failed: stop it and the walk.
+		close(s.queue)
+		s.finished, s.result = true, err
+		return err
+	}
+}
+
+// start runs the comparing goroutine. It sends exactly one result on done:
+// the first failure at once (later batches are drained, not compared), or
+// nil once the queue is closed.
+func (s *session) start(ctx context.Context) {
+	q, done := make(chan []vomo.Record, 1), make(chan error, 1)
+	s.queue, s.done = q, done
+	go func() {
+		var err error
+		for batch := range q {
+			if err != nil {
+				continue
+			}
+			if err = s.compare(ctx, batch); err != nil {
+				done <- err
+			}
+		}
+		if err == nil {
+			done <- nil
+		}
+	}()
+}
+
+// flush compares what is queued and waits for the comparison to finish. It
+// may be called more than once.
+func (s *session) flush(ctx context.Context) error {
+	if s.finished {
+		return s.result
+	}
+	if len(s.batch) > 0 {
+		if err := s.send(ctx); err != nil {
+			return err
+		}
+	}
+	if s.queue == nil {
+		return nil
+	}
+	close(s.queue)
+	s.finished, s.result = true, <-s.done
+	return s.result
 }
 
 // compareBatch looks a batch up in sync_state. The delivered record comes
@@ -87,21 +155,18 @@ type destRow struct {
 	differs   []byte // the delivered record when it differs from the listed one
 }
 
-// flush compares the queued batch with the destination.
-func (s *session) flush(ctx context.Context) error {
-	if len(s.batch) == 0 {
-		return nil
-	}
-	ids := make([]string, len(s.batch))
-	raws := make([]string, len(s.batch))
-	for i, r := range s.batch {
+// compare compares one batch with the destination.
+func (s *session) compare(ctx context.Context, batch []vomo.Record) error {
+	ids := make([]string, len(batch))
+	raws := make([]string, len(batch))
+	for i, r := range batch {
 		ids[i], raws[i] = r.ID, string(r.Raw)
 	}
 	rows, err := s.conn.Query(ctx, compareBatch, s.customer, s.resource, ids, raws)
 	if err != nil {
 		return fmt.Errorf("compare batch: %w", err)
 	}
-	dest := make([]*destRow, len(s.batch))
+	dest := make([]*destRow, len(batch))
 	for rows.Next() {
 		var ord int
 		d := &destRow{}
@@ -115,7 +180,7 @@ func (s *session) flush(ctx context.Context) error {
 		return fmt.Errorf("compare batch: %w", err)
 	}
 	horizon := s.res.Horizon
-	for i, rec := range s.batch {
+	for i, rec := range batch {
 		u := version(rec.UpdatedAt)
 		if u.After(horizon) {
 			// Newer than the checkpoint: the poller has not handed it on yet.
@@ -158,7 +223,7 @@ func (s *session) flush(ctx context.Context) error {
 			return fmt.Errorf("record gap candidates: %w", err)
 		}
 	}
-	s.batch, s.gaps = s.batch[:0], s.gaps[:0]
+	s.gaps = s.gaps[:0]
 	return nil
 }
 

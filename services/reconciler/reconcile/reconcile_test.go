@@ -66,6 +66,7 @@ func injectGaps(t *testing.T, b *testBundle) gapWorld {
 func TestFullRunClassifiesAndRepairsEveryGap(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{users: 60, settings: customer.Settings{Reconcile: customer.Reconcile{GapThreshold: 0.5}}})
+	b.rec.BatchSize = 7 // many batches compared while the walk goes on
 	w := injectGaps(t, b)
 
 	var progress []int
