@@ -11,6 +11,7 @@ require (
 	github.com/vomosync/vomosync/pkg v0.0.0
 	github.com/vomosync/vomosync/proto v0.0.0
 	golang.org/x/term v0.47.0
+	google.golang.org/protobuf v1.36.12
 	sigs.k8s.io/yaml v1.6.0
 )
 
@@ -53,7 +54,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 require (

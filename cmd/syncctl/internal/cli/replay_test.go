@@ -175,4 +175,28 @@ func TestReplayDryRunChangesNoRowThenPublishes(t *testing.T) {
 	require.Equal(t, "replay_publish", action)
 	require.NotEqual(t, before, snapshot(t, db.Pool), "the checksum sees the one row publishing added (the audit of the action)")
 	require.True(t, strings.HasPrefix(m.Subject, "vomosync.changes.acme.users"))
+
+	// Reconcile in process, as a dry run: the run and its gaps are recorded,
+	// nothing is published. The five changed users are newer than the
+	// poller's checkpoint: pending, not gaps.
+	code, out, errOut = run(t, "", "reconcile", "--customer", "acme", "--resource", "users", "--dry-run", "-o", "json")
+	require.Contains(t, []int{cli.ExitOK, cli.ExitUnhealthy}, code, errOut)
+	var rr struct {
+		ID, Mode, Outcome string
+		Pending           int
+		Gaps              map[string]int
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rr), out)
+	require.Equal(t, "dry_run", rr.Mode)
+	require.Equal(t, 5, rr.Pending, out)
+	require.Empty(t, rr.Gaps)
+	var mode string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT mode FROM vomosync.recon_runs WHERE id = $1`, rr.ID).Scan(&mode))
+	require.Equal(t, "dry_run", mode)
+	info2, err := stream.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, info.State.Msgs, info2.State.Msgs, "a dry run publishes nothing")
+	code, out, _ = run(t, "", "gaps", "--customer", "acme")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "dry_run")
 }

@@ -47,6 +47,20 @@ func Parse(data []byte) (File, error) {
 	if err := json.Unmarshal(js, &tree); err != nil || tree == nil {
 		return f, fmt.Errorf("%w: the file must be a YAML mapping (id, resources, cadences, ...)", ErrInvalid)
 	}
+	// YAML 1.1 reads the key "on" of an action as the boolean true.
+	if acts, ok := tree["actions"].([]any); ok {
+		for _, a := range acts {
+			if m, ok := a.(map[string]any); ok {
+				if v, ok := m["true"]; ok && m["on"] == nil {
+					m["on"] = v
+					delete(m, "true")
+				}
+			}
+		}
+		if js, err = json.Marshal(tree); err != nil {
+			return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
 	for _, p := range durationPaths {
 		if v, ok := lookup(tree, p); ok {
 			problems = append(problems, checkDuration(p, v)...)
