@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -205,6 +207,8 @@ type Summary struct {
 	Page      []Customer `json:"page"`
 	// Next is the cursor of the following page ("" on the last one).
 	Next string `json:"next,omitempty"`
+	// AsOf is when the fleet's states were evaluated.
+	AsOf time.Time `json:"as_of"`
 }
 
 // SummaryQuery selects the page of the summary.
@@ -218,56 +222,111 @@ type SummaryQuery struct {
 	Limit int // default 50, at most 500
 }
 
-// perCustomer aggregates pair_health per customer. Disabled customers are
-// deliberate: counted apart, never listed as anomalous.
-const perCustomer = `WITH per AS (
-	SELECT customer_id, min(customer_name) AS name, min(customer_status) AS status,
-	       bool_or(anomalous) AS anomalous
-	FROM vomosync.pair_health GROUP BY customer_id)`
+// Standing is one customer's place in the fleet: anomalous or not.
+type Standing struct {
+	ID        string
+	Name      string
+	Status    string
+	Anomalous bool
+}
 
-// FleetSummary counts healthy, anomalous and disabled customers and returns
-// one page of customers (anomalous ones by default) with their problems in
-// words.
+// FleetStandings evaluates pair_health for every customer, in one pass.
+func FleetStandings(ctx context.Context, db DBTX) ([]Standing, error) {
+	rows, err := db.Query(ctx, `SELECT customer_id, min(customer_name), min(customer_status), bool_or(anomalous)
+		FROM vomosync.pair_health GROUP BY customer_id ORDER BY customer_id`)
+	if err != nil {
+		return nil, fmt.Errorf("fleet states: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Standing, error) {
+		var s Standing
+		return s, r.Scan(&s.ID, &s.Name, &s.Status, &s.Anomalous)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet states: %w", err)
+	}
+	return out, nil
+}
+
+// Fleet answers summary pages from FleetStandings, evaluated at most once per
+// TTL (the one query that reads every pair), and the page's pairs by index.
+type Fleet struct {
+	DB  DBTX
+	TTL time.Duration // 0: evaluate on every call
+
+	mu     sync.Mutex
+	at     time.Time
+	states []Standing
+}
+
+func (f *Fleet) current(ctx context.Context) ([]Standing, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.states != nil && time.Since(f.at) < f.TTL {
+		return f.states, f.at, nil
+	}
+	st, err := FleetStandings(ctx, f.DB)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	f.states, f.at = st, time.Now()
+	return st, f.at, nil
+}
+
+// FleetSummary is Fleet.Summary without a cache.
 func FleetSummary(ctx context.Context, db DBTX, q SummaryQuery) (Summary, error) {
+	return (&Fleet{DB: db}).Summary(ctx, q)
+}
+
+// Summary counts healthy, anomalous and disabled customers and returns one
+// page of customers (anomalous ones by default) with their problems in
+// words. Disabled customers are deliberate: counted apart, never listed as
+// anomalous.
+func (f *Fleet) Summary(ctx context.Context, q SummaryQuery) (Summary, error) {
 	var s Summary
 	if q.Limit <= 0 {
 		q.Limit = 50
 	}
 	q.Limit = min(q.Limit, 500)
-	err := db.QueryRow(ctx, perCustomer+`
-		SELECT count(*), count(*) FILTER (WHERE status = 'disabled'),
-		       count(*) FILTER (WHERE status <> 'disabled' AND anomalous),
-		       count(*) FILTER (WHERE status <> 'disabled' AND NOT anomalous)
-		FROM per`).Scan(&s.Customers, &s.Disabled, &s.Anomalous, &s.Healthy)
+	states, at, err := f.current(ctx)
 	if err != nil {
-		return s, fmt.Errorf("fleet summary: %w", err)
+		return s, err
 	}
-	rows, err := db.Query(ctx, perCustomer+`
-		SELECT customer_id FROM per
-		WHERE ($1 OR (status <> 'disabled' AND anomalous))
-		  AND ($2 = '' OR customer_id LIKE $2 || '%' OR name ILIKE '%' || $2 || '%')
-		  AND customer_id > $3
-		ORDER BY customer_id LIMIT $4`, q.All, q.Search, q.After, q.Limit+1)
-	if err != nil {
-		return s, fmt.Errorf("fleet summary page: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return s, fmt.Errorf("fleet summary page: %w", err)
+	s.AsOf = at
+	search := strings.ToLower(q.Search)
+	var ids []string
+	for _, c := range states {
+		s.Customers++
+		switch {
+		case c.Status == "disabled":
+			s.Disabled++
+		case c.Anomalous:
+			s.Anomalous++
+		default:
+			s.Healthy++
+		}
+		if !q.All && (c.Status == "disabled" || !c.Anomalous) {
+			continue
+		}
+		if search != "" && !strings.HasPrefix(c.ID, search) && !strings.Contains(strings.ToLower(c.Name), search) {
+			continue
+		}
+		if c.ID > q.After && len(ids) <= q.Limit {
+			ids = append(ids, c.ID)
+		}
 	}
 	if len(ids) > q.Limit {
 		ids = ids[:q.Limit]
 		s.Next = ids[len(ids)-1]
 	}
-	pairs, err := Pairs(ctx, db, ids)
+	pairs, err := Pairs(ctx, f.DB, ids)
 	if err != nil {
 		return s, err
 	}
 	now := time.Now()
-	byID := map[string]*Customer{}
 	for _, id := range ids {
 		s.Page = append(s.Page, Customer{ID: id, Checked: now})
 	}
+	byID := map[string]*Customer{}
 	for i := range s.Page {
 		byID[s.Page[i].ID] = &s.Page[i]
 	}

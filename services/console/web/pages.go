@@ -18,7 +18,7 @@ import (
 func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sq := ops.SummaryQuery{All: q.Get("all") == "1", Search: strings.TrimSpace(q.Get("q")), After: q.Get("after")}
-	sum, err := ops.FleetSummary(r.Context(), s.DB, sq)
+	sum, err := s.fleet.Summary(r.Context(), sq)
 	if err != nil {
 		s.fail(w, r, err)
 		return

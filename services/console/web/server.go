@@ -61,11 +61,15 @@ type Server struct {
 	CanRetry bool
 	// JaegerURL links trace ids to JaegerURL/trace/<id> ("" shows ids only).
 	JaegerURL string
+	// SummaryTTL is how long the fleet's standings are reused by summary
+	// pages (one query reads every pair); 0 evaluates on every view.
+	SummaryTTL time.Duration
 	// SecureCookies marks cookies Secure; off only for local http.
 	SecureCookies bool
 	Log           zerolog.Logger
 
 	pages map[string]*template.Template
+	fleet *ops.Fleet
 }
 
 type ctxKey struct{}
@@ -86,6 +90,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	if err := s.parse(); err != nil {
 		return nil, err
 	}
+	s.fleet = &ops.Fleet{DB: s.DB, TTL: s.SummaryTTL}
 	static, _ := fs.Sub(assets, "static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))

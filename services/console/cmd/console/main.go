@@ -38,6 +38,7 @@ type Config struct {
 	SessionTTL    time.Duration `env:"CONSOLE_SESSION_TTL" envDefault:"12h"`
 	SecureCookies bool          `env:"CONSOLE_SECURE_COOKIES" envDefault:"true"`
 	JaegerUIURL   string        `env:"JAEGER_UI_URL"`
+	SummaryTTL    time.Duration `env:"CONSOLE_SUMMARY_TTL" envDefault:"15s"`
 	// NATSURL enables retrying dead letters from the console; its NATS user
 	// must be allowed to publish vomosync.changes.> (the default deployment
 	// ACL keeps the console read-only, so retry stays with syncctl).
@@ -120,7 +121,7 @@ func run() error {
 	srv := &web.Server{DB: pool, Sessions: auth.Sessions{DB: pool, Key: []byte(cfg.SessionKey), TTL: cfg.SessionTTL},
 		UserLimit: auth.Limiter{DB: pool, Max: 5, Window: 15 * time.Minute},
 		AddrLimit: auth.Limiter{DB: pool, Max: 50, Window: 15 * time.Minute},
-		DLQ:       dlq, CanRetry: cfg.RetryFromConsole, JaegerURL: cfg.JaegerUIURL, SecureCookies: cfg.SecureCookies,
+		DLQ:       dlq, CanRetry: cfg.RetryFromConsole, JaegerURL: cfg.JaegerUIURL, SecureCookies: cfg.SecureCookies, SummaryTTL: cfg.SummaryTTL,
 		Log: logging.Component(log, "web")}
 	h, err := srv.Handler()
 	if err != nil {
