@@ -88,7 +88,77 @@ func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) err
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read gaps to repair: %w", err)
 	}
+	rows.Close()
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	return r.redriveOrphans(ctx, p)
+}
+
+// orphanLimit bounds the dead letters one run re-drives outside its gaps.
+const orphanLimit = 1000
+
+// orphanDeadLetters are open dead letters no gap of this run covered (older
+// than an incremental window, or newer than the horizon) whose version the
+// destination still lacks.
+const orphanDeadLetters = `
+SELECT dl.record_id, dl.payload, dl.error_class, dl.last_failed_at
+FROM vomosync.dead_letters dl
+LEFT JOIN vomosync.sync_state d ON d.customer_id = dl.customer_id AND d.resource = dl.resource AND d.record_id = dl.record_id
+WHERE dl.customer_id = $1 AND dl.resource = $2 AND dl.status = 'open' AND dl.record_id <> ''
+  AND (d.record_id IS NULL OR dl.record_updated_at IS NULL OR d.source_updated_at < dl.record_updated_at)
+ORDER BY dl.id LIMIT $3`
+
+// redriveOrphans re-drives, as they were published, the dead letters no gap
+// of this run covered, when their cause has cleared (a failure of the
+// environment, and the processor has applied records of the pair since).
+func (r *Reconciler) redriveOrphans(ctx context.Context, p *publisher) error {
+	res := p.res
+	lastApplied, err := r.lastApplied(ctx, res)
+	if err != nil {
+		return err
+	}
+	rows, err := r.DB.Query(ctx, orphanDeadLetters, res.CustomerID, res.Resource, orphanLimit)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	type orphan struct {
+		recordID, class string
+		payload         []byte
+		failedAt        time.Time
+	}
+	orphans, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (orphan, error) {
+		var o orphan
+		err := row.Scan(&o.recordID, &o.payload, &o.class, &o.failedAt)
+		return o, err
+	})
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	for _, o := range orphans {
+		if recordSpecific[o.class] || lastApplied == nil || !lastApplied.After(o.failedAt) {
+			continue
+		}
+		ev, err := messaging.Decode(o.payload)
+		if err != nil || ev.GetRecordId() != o.recordID {
+			continue
+		}
+		ev.Origin, ev.CycleId, ev.ObservedAt = eventsv1.Origin_ORIGIN_REDRIVE, res.ID, timestamppb.Now()
+		if err := p.add(ctx, ev, gapToRepair{recordID: o.recordID, class: "redrive", cause: CauseDeadLettered}); err != nil {
+			return err
+		}
+	}
 	return p.flush(ctx)
+}
+
+func (r *Reconciler) lastApplied(ctx context.Context, res *RunResult) (*time.Time, error) {
+	var at *time.Time
+	err := r.DB.QueryRow(ctx, `SELECT max(applied_at) FROM vomosync.sync_state WHERE customer_id = $1 AND resource = $2`,
+		res.CustomerID, res.Resource).Scan(&at)
+	if err != nil {
+		return nil, fmt.Errorf("last applied record: %w", err)
+	}
+	return at, nil
 }
 
 type gapToRepair struct {
@@ -114,11 +184,9 @@ var recordSpecific = map[string]bool{classInvalid: true, "validation": true, "de
 // resource since the last failure. A record-specific failure (invalid,
 // validation, destination_rejected) of the same version never clears.
 func (r *Reconciler) clearedSince(ctx context.Context, res *RunResult) (func(gapToRepair) bool, error) {
-	var lastApplied *time.Time
-	err := r.DB.QueryRow(ctx, `SELECT max(applied_at) FROM vomosync.sync_state WHERE customer_id = $1 AND resource = $2`,
-		res.CustomerID, res.Resource).Scan(&lastApplied)
+	lastApplied, err := r.lastApplied(ctx, res)
 	if err != nil {
-		return nil, fmt.Errorf("last applied record: %w", err)
+		return nil, err
 	}
 	return func(g gapToRepair) bool {
 		var failedAt time.Time
@@ -182,7 +250,9 @@ func (p *publisher) flush(ctx context.Context) error {
 	var ids []int64
 	var redriven []string
 	for _, g := range done {
-		ids = append(ids, g.id)
+		if g.id != 0 { // 0: a dead letter re-driven outside the run's gaps
+			ids = append(ids, g.id)
+		}
 		if g.cause == CauseDeadLettered {
 			redriven = append(redriven, g.recordID)
 		}

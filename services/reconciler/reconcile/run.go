@@ -125,10 +125,13 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 	if res.Expected > 0 {
 		res.GapRate = float64(res.Actionable()) / float64(res.Expected)
 	}
-	if res.Mode == ModeRepair && res.Actionable() > 0 {
-		if err := r.decideHold(ctx, req, eff, res); err != nil {
-			return err
+	if res.Mode == ModeRepair {
+		if res.Actionable() > 0 {
+			if err := r.decideHold(ctx, req, eff, res); err != nil {
+				return err
+			}
 		}
+		// Without gaps a repair still re-drives dead letters whose cause cleared.
 		if !res.Held {
 			if err := r.repair(ctx, s, res); err != nil {
 				return err
