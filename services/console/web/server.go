@@ -216,42 +216,37 @@ func (s *Server) session(r *http.Request, name, kind string) (auth.Session, bool
 }
 
 // operator admits only operator sessions. Anything else goes to the login
-// page (GET) or is refused (POST). POSTs must carry the session's CSRF token.
+// page (GET) or is refused (POST).
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ss, ok := s.session(r, OperatorCookie, auth.KindOperator)
-		if !ok {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-				return
-			}
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		if r.Method == http.MethodPost && !auth.CheckCSRF(ss, r.PostFormValue("csrf")) {
-			http.Error(w, "forbidden: stale form, reload the page", http.StatusForbidden)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ss)))
-	}
+	return s.admit(OperatorCookie, auth.KindOperator, "/login?next=", false, h)
 }
 
 // customerOnly admits a customer session, or a console token presented as
-// a bearer token (scripts), and nothing else.
+// a bearer token (scripts, GET only), and nothing else.
 func (s *Server) customerOnly(h http.HandlerFunc) http.HandlerFunc {
+	return s.admit(CustomerCookie, auth.KindCustomer, "/portal/login", true, h)
+}
+
+// admit runs h for a live session of kind read from cookie; POSTs must also
+// carry the session's CSRF token. login is where a GET without one goes
+// (an operator's comes back to the page asked for).
+func (s *Server) admit(cookie, kind, login string, bearer bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ss, ok := s.session(r, CustomerCookie, auth.KindCustomer)
-		if !ok {
-			if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found && r.Method == http.MethodGet {
-				cust, id, err := auth.CheckConsoleToken(r.Context(), s.DB, tok)
-				if err == nil {
+		ss, ok := s.session(r, cookie, kind)
+		if !ok && bearer && r.Method == http.MethodGet {
+			if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+				if cust, id, err := auth.CheckConsoleToken(r.Context(), s.DB, tok); err == nil {
 					ss, ok = auth.Session{Kind: auth.KindCustomer, CustomerID: cust, TokenID: id}, true
 				}
 			}
 		}
 		if !ok {
 			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/portal/login", http.StatusSeeOther)
+				to := login
+				if strings.HasSuffix(to, "=") {
+					to += url.QueryEscape(r.URL.RequestURI())
+				}
+				http.Redirect(w, r, to, http.StatusSeeOther)
 				return
 			}
 			http.Error(w, "forbidden", http.StatusForbidden)

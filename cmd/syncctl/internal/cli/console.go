@@ -34,9 +34,9 @@ func (a *app) operatorsCmd() *cobra.Command {
 		}
 		return p, nil
 	}
-	add := &cobra.Command{
-		Use: "add", Short: "Add an operator; the password is read from stdin or --password-env, never from a flag", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	// withPassword runs do with the password and a pool, then records action.
+	withPassword := func(action, done string, do func(pool auth.DBTX, pass string) error) func(*cobra.Command, []string) error {
+		return func(*cobra.Command, []string) error {
 			pass, err := readPass()
 			if err != nil {
 				return err
@@ -46,37 +46,27 @@ func (a *app) operatorsCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			if err := auth.AddOperator(a.ctx, pool, user, pass, operator()); err != nil {
+			if err := do(pool, pass); err != nil {
 				return err
 			}
-			if err := ops.Record(a.ctx, pool, ops.Action{Actor: operator(), Via: ops.ViaSyncctl, Action: "operator_add", Target: user}); err != nil {
+			if err := ops.Record(a.ctx, pool, ops.Action{Actor: operator(), Via: ops.ViaSyncctl, Action: action, Target: user}); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "operator %s added\n", user)
+			fmt.Fprintf(a.out, done+"\n", user)
 			return nil
-		},
+		}
+	}
+	add := &cobra.Command{
+		Use: "add", Short: "Add an operator; the password is read from stdin or --password-env, never from a flag", Args: cobra.NoArgs,
+		RunE: withPassword("operator_add", "operator %s added", func(pool auth.DBTX, pass string) error {
+			return auth.AddOperator(a.ctx, pool, user, pass, operator())
+		}),
 	}
 	passwd := &cobra.Command{
 		Use: "passwd", Short: "Set an operator's password (stdin or --password-env) and end its sessions", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			pass, err := readPass()
-			if err != nil {
-				return err
-			}
-			pool, _, err := a.pool()
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			if err := auth.SetPassword(a.ctx, pool, user, pass); err != nil {
-				return err
-			}
-			if err := ops.Record(a.ctx, pool, ops.Action{Actor: operator(), Via: ops.ViaSyncctl, Action: "operator_passwd", Target: user}); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "password of %s set; its sessions ended\n", user)
-			return nil
-		},
+		RunE: withPassword("operator_passwd", "password of %s set; its sessions ended", func(pool auth.DBTX, pass string) error {
+			return auth.SetPassword(a.ctx, pool, user, pass)
+		}),
 	}
 	for _, c := range []*cobra.Command{add, passwd} {
 		c.Flags().StringVar(&user, "user", "", "operator name")
