@@ -62,11 +62,15 @@ func (f *fetcher) run(ctx context.Context) error {
 		raw, err := f.fetch(ctx)
 		if err != nil {
 			idle++
-			f.log.Warn().Err(err).Msg("fetch failed")
-			sleep(ctx, backoff(idle, 100*time.Millisecond, 5*time.Second))
-			continue
+			f.log.Warn().Err(err).Int("messages", len(raw)).Msg("fetch failed")
+			if len(raw) == 0 {
+				sleep(ctx, backoff(idle, 100*time.Millisecond, 5*time.Second))
+				continue
+			}
+			// What did arrive is handed on, never dropped unanswered.
+		} else {
+			idle = 0
 		}
-		idle = 0
 		parts := make([][]item, len(f.queues))
 		for _, it := range decode(ctx, raw) {
 			w := owner(it.msg, len(f.queues))
@@ -109,9 +113,10 @@ func (f *fetcher) fetch(ctx context.Context) ([]jetstream.Msg, error) {
 	if err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	// The wait is bounded by a context (not FetchMaxWait) so a stop
-	// interrupts it at once.
-	wctx, cancel := context.WithTimeout(ctx, f.p.cfg.MaxWait)
+	// Not cancelled by a stop: the server would go on delivering to a pull
+	// request the client abandoned, and those messages would wait out their
+	// ack timeout. A stop waits at most MaxWait and applies what came.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.p.cfg.MaxWait)
 	defer cancel()
 	first, err := collect(f.cons.Fetch(1, jetstream.FetchContext(wctx)))
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

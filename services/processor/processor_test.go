@@ -179,3 +179,27 @@ func randomText(n int) string {
 	}
 	return string(b)
 }
+
+// A stop (SIGTERM) stops pulling, finishes and acks what the workers hold,
+// naks what it fetched and could not hand over, and returns nil. Nothing is
+// left unanswered: with an ack wait longer than the test's patience, a
+// second processor still finishes the stream.
+func TestStopLeavesNothingUnanswered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addCustomer("acme", customer.Settings{})
+	var evs []ev
+	for i := 1; i <= 3000; i++ {
+		evs = append(evs, user("acme", strconv.Itoa(i), t0))
+	}
+	b.publish(evs...)
+	cfg := testConfig()
+	cfg.AckWait = 2 * time.Minute
+	r := b.start(cfg, processor.Hooks{})
+	b.eventually("processing under way", func() bool { return b.auditCount() > 0 })
+	require.NoError(t, r.stop())
+	require.Less(t, b.auditCount(), 3000, "stopped midway")
+	b.start(cfg, processor.Hooks{})
+	b.eventually("the rest applied without waiting for an ack timeout", func() bool { return b.auditCount() >= 3000 })
+	require.Equal(t, 3000, b.count(`SELECT count(*) FROM vomo_dest.users`))
+}

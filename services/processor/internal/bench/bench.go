@@ -354,7 +354,7 @@ func publish(ctx context.Context, js jetstream.JetStream, customers []string, n 
 		if err := batch.Add(m); err != nil {
 			return 0, 0, err
 		}
-		if batch.Len() == 8192 {
+		if batch.Len() == 1000 { // under the async window of 1024: Add never stalls
 			if _, err := batch.Wait(ctx); err != nil {
 				return 0, 0, err
 			}
