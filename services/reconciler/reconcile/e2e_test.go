@@ -116,11 +116,15 @@ func TestRepairThroughPollerAndProcessor(t *testing.T) {
 	require.NoError(t, b.sim.UpdateUser(custID, truth[50].ID))
 	time.Sleep(1100 * time.Millisecond)
 	b.pollOnce(t, dropped.ID)
+	waitFor(t, "the delivered update applied", func() bool {
+		return b.count(t, `SELECT count(*) FROM vomosync.sync_state WHERE customer_id = $1 AND record_id = $2 AND source_updated_at > $3`,
+			custID, truth[50].ID, truth[50].UpdatedAt) == 1
+	})
 
 	res := b.run(t, reconcile.Request{Full: true, Mode: reconcile.ModeRepair})
 	require.Equal(t, reconcile.OutcomeSuccess, res.Outcome, "%+v", res)
-	require.Equal(t, map[string]int{"missing": 1, "stale": 1, "deleted": 1, "field_drift": 1}, res.Gaps)
 	gaps := b.gapsByRecord(t, res.ID)
+	require.Equal(t, map[string]int{"missing": 1, "stale": 1, "deleted": 1, "field_drift": 1}, res.Gaps, "%+v", gaps)
 	require.Equal(t, reconcile.CauseDestinationDiffers, gaps[removed.ID].Cause, gaps[removed.ID].Detail)
 	require.Equal(t, reconcile.CauseLateWrite, gaps[dropped.ID].Cause, gaps[dropped.ID].Detail)
 	require.Equal(t, reconcile.CauseSourceDeleted, gaps[deleted.ID].Cause)

@@ -77,7 +77,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	rec := &reconcile.Reconciler{DB: db.Pool, JS: js, Customers: customers, Metrics: m,
 		Log:           zerolog.New(zerolog.NewTestWriter(t)),
 		ClientOptions: []vomo.Option{vomo.WithBackoff(time.Millisecond, 5*time.Millisecond)},
-		SettleTimeout: 5 * time.Second}
+		SettleTimeout: 30 * time.Second}
 	return &testBundle{ctx: ctx, db: db, natsURL: url, js: js, sim: s, srv: srv, customers: customers, metrics: m, rec: rec}
 }
 
