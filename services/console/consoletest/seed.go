@@ -99,12 +99,16 @@ func Seed(t testing.TB) *Fixture {
 	return f
 }
 
-// Server starts the console on an httptest server over f's database.
-func Server(t testing.TB, f *Fixture, jaeger string) *httptest.Server {
+// Server starts the console on an httptest server over f's database;
+// options adjust the server before it starts.
+func Server(t testing.TB, f *Fixture, jaeger string, options ...func(*web.Server)) *httptest.Server {
 	t.Helper()
 	s := &web.Server{DB: f.Pool, Sessions: auth.Sessions{DB: f.Pool, Key: []byte("test-session-key-0123456789abcdef")},
 		UserLimit: auth.Limiter{DB: f.Pool, Max: 5}, AddrLimit: auth.Limiter{DB: f.Pool, Max: 50},
 		DLQ: &deadletter.Store{DB: f.Pool}, JaegerURL: jaeger, Log: zerolog.Nop()}
+	for _, o := range options {
+		o(s)
+	}
 	h, err := s.Handler()
 	must(t, err)
 	srv := httptest.NewServer(h)

@@ -10,12 +10,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vomosync/vomosync/pkg/messaging"
+	"github.com/vomosync/vomosync/pkg/natstest"
+	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 	"github.com/vomosync/vomosync/services/console/auth"
 	"github.com/vomosync/vomosync/services/console/consoletest"
 	"github.com/vomosync/vomosync/services/console/web"
+	"github.com/vomosync/vomosync/services/processor/deadletter"
 )
 
 type client struct {
@@ -342,4 +349,45 @@ func TestCustomerTokenSeesOnlyItsOwnCustomer(t *testing.T) {
 	var stored []byte
 	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT token_hash FROM vomosync.console_tokens WHERE id = $1`, id).Scan(&stored))
 	require.NotContains(t, string(stored), f.AcmeToken, "only the hash is stored")
+}
+
+// With a publisher, the console retries a dead letter through the normal
+// path (origin redrive) and records who did it.
+func TestRetryFromConsole(t *testing.T) {
+	t.Parallel()
+	f := consoletest.Seed(t)
+	ctx := context.Background()
+	natsURL, _ := natstest.Start(t)
+	nc, js, err := messaging.Connect(ctx, natsURL, "test", 5*time.Second)
+	require.NoError(t, err)
+	defer nc.Close()
+	require.NoError(t, messaging.EnsureStreams(ctx, js, messaging.Settings{Replicas: 1, DuplicateWindow: time.Minute, MaxAge: time.Hour, MaxBytes: -1}))
+	payload, err := proto.Marshal(&eventsv1.ChangeEvent{CustomerId: "globex", Resource: "users", RecordId: f.GlobexRecord,
+		Operation: eventsv1.Operation_OPERATION_UPSERT, SourceUpdatedAt: timestamppb.Now(), Record: []byte(`{"id":2002}`)})
+	require.NoError(t, err)
+	var id int64
+	require.NoError(t, f.Pool.QueryRow(ctx, `INSERT INTO vomosync.dead_letters (customer_id, resource, record_id, subject, payload, error)
+		VALUES ('globex', 'users', $1, 'vomosync.changes.globex.users', $2, 'destination down') RETURNING id`, f.GlobexRecord, payload).Scan(&id))
+	srv := consoletest.Server(t, f, "", func(s *web.Server) {
+		s.DLQ, s.CanRetry = &deadletter.Store{DB: f.Pool, JS: js}, true
+	})
+	c := newClient(t, srv.URL)
+	c.loginOperator(f)
+	_, body := c.get("/customers/globex/dlq")
+	require.Contains(t, body, "/dlq/"+strconv.FormatInt(id, 10)+"/retry")
+	tok := c.csrf("/customers/globex/dlq")
+	code, _, _ := c.do(http.MethodPost, "/customers/globex/dlq/"+strconv.FormatInt(id, 10)+"/retry", url.Values{"csrf": {tok}})
+	require.Equal(t, http.StatusSeeOther, code)
+	var status, by string
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT status, resolved_by FROM vomosync.dead_letters WHERE id = $1`, id).Scan(&status, &by))
+	require.Equal(t, "retried", status)
+	require.Equal(t, "console:alice", by)
+	stream, err := js.Stream(ctx, messaging.StreamChanges)
+	require.NoError(t, err)
+	m, err := stream.GetMsg(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "ORIGIN_REDRIVE", m.Header.Get(messaging.HeaderOrigin))
+	var action string
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT action FROM vomosync.operator_actions WHERE action LIKE 'dlq_%'`).Scan(&action))
+	require.Equal(t, "dlq_retry", action)
 }
