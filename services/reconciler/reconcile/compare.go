@@ -63,6 +63,13 @@ func newSession(ctx context.Context, conn *pgx.Conn, cust, resource string, res 
 }
 
 func (s *session) close() {
+	// A run that ends early (cancelled, failed) must stop the comparison
+	// before the connection is used again.
+	if s.queue != nil && !s.finished {
+		close(s.queue)
+		<-s.done
+		s.finished = true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.conn.Exec(ctx, `DROP TABLE IF EXISTS pg_temp.recon_seen, pg_temp.recon_gap`); err != nil {

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -156,5 +157,31 @@ func TestDeletionCandidateConfirmedBeforeInferring(t *testing.T) {
 	require.Equal(t, reconcile.OutcomeUntrusted, res.Outcome)
 	require.Contains(t, res.Untrusted, hidden.ID)
 	require.Zero(t, res.Gaps[reconcile.ClassDeleted])
+	require.Empty(t, b.published(t))
+}
+
+// A run cancelled midway (shutdown, lease lost) stops its comparison, is
+// recorded as interrupted, and infers nothing.
+func TestCancelledRunIsInterrupted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{users: 90})
+	truth := b.deliverAll(t)
+	require.NoError(t, b.sim.DeleteUser(custID, truth[80].ID))
+	b.rec.BatchSize = 5
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	b.tamper(func(n int, body []byte) []byte {
+		if n == 3 {
+			cancel()
+		}
+		return body
+	})
+	res, err := b.rec.Run(ctx, reconcile.Request{Customer: custID, Resource: "users", Full: true, Mode: reconcile.ModeRepair})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, reconcile.OutcomeInterrupted, res.Outcome)
+	require.Zero(t, res.Gaps[reconcile.ClassDeleted])
+	runs, err := reconcile.ListRuns(b.ctx, b.db.Pool, reconcile.RunFilter{Customer: custID})
+	require.NoError(t, err)
+	require.Equal(t, reconcile.OutcomeInterrupted, runs[0].Outcome)
 	require.Empty(t, b.published(t))
 }
