@@ -268,9 +268,9 @@ func sessionOf(r *http.Request) auth.Session {
 // setCookie sets a session cookie: HttpOnly, SameSite=Strict, and Secure
 // unless the operator turned it off for plain http on a laptop.
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
-	// #nosec G124 -- Secure is on by default (CONSOLE_SECURE_COOKIES) and off only by configuration
-	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteStrictMode})
+	// Secure is on by default (CONSOLE_SECURE_COOKIES) and off only by configuration.
+	c := &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: s.SecureCookies, SameSite: http.SameSiteStrictMode} // #nosec G124 -- see above
+	http.SetCookie(w, c)
 }
 
 func clientAddr(r *http.Request) string {
