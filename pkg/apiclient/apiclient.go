@@ -4,7 +4,9 @@
 package apiclient
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,8 +24,8 @@ func New(db *pgxpool.Pool, cust customer.Customer, token string, api *metrics.AP
 	opts := []vomo.Option{vomo.WithLimiter(b), vomo.WithRetryAfterCap(eff.RetryAfterCap.D())}
 	if api != nil {
 		b.OnWait = func(d time.Duration) { api.BudgetWait.WithLabelValues(cust.ID).Add(d.Seconds()) }
-		opts = append(opts, vomo.WithObserver(observer{api: api, customer: cust.ID}))
 	}
+	opts = append(opts, vomo.WithObserver(observer{api: api, db: db, customer: cust.ID}))
 	cl, err := vomo.New(cust.APIBaseURL, token, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("vomo client for %s: %w", cust.ID, err)
@@ -31,16 +33,38 @@ func New(db *pgxpool.Pool, cust customer.Customer, token string, api *metrics.AP
 	return cl, nil
 }
 
+// observer counts every request and records each failed one in
+// vomosync.api_errors ("API errors in the last hour" for syncctl and the console).
 type observer struct {
 	api      *metrics.API
+	db       *pgxpool.Pool
 	customer string
 }
 
 func (o observer) ObserveRequest(endpoint string, status int, d time.Duration) {
-	o.api.Requests.WithLabelValues(o.customer, endpoint, fmt.Sprint(status)).Inc()
-	o.api.Latency.WithLabelValues(endpoint).Observe(d.Seconds())
+	if o.api != nil {
+		o.api.Requests.WithLabelValues(o.customer, endpoint, fmt.Sprint(status)).Inc()
+		o.api.Latency.WithLabelValues(endpoint).Observe(d.Seconds())
+	}
+	if status >= 200 && status < 400 || o.db == nil {
+		return
+	}
+	// Best effort and off the request path: a slow database must not slow
+	// polling, and a lost error row is only a weaker report.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		msg := http.StatusText(status)
+		if status == 0 {
+			msg = "network error (timeout, reset or refused)"
+		}
+		_, _ = o.db.Exec(ctx, `INSERT INTO vomosync.api_errors (customer_id, endpoint, status, error) VALUES ($1, $2, $3, $4)`,
+			o.customer, endpoint, status, msg)
+	}()
 }
 
 func (o observer) ObserveThrottle(d time.Duration) {
-	o.api.ThrottleSeconds.WithLabelValues(o.customer).Add(d.Seconds())
+	if o.api != nil {
+		o.api.ThrottleSeconds.WithLabelValues(o.customer).Add(d.Seconds())
+	}
 }
