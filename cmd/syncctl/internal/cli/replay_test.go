@@ -78,7 +78,7 @@ func TestReplayDryRunChangesNoRowThenPublishes(t *testing.T) {
 	require.NoError(t, err)
 	store := customer.NewStore(db.Pool, keys)
 	require.NoError(t, store.Add(ctx, customer.New{ID: "acme", APIBaseURL: srv.URL + "/v1", Token: "tok-acme",
-		Settings: customer.Settings{Settle: customer.Duration(time.Millisecond), BudgetPerMinute: 6000, BudgetBurst: 1000,
+		Settings: customer.Settings{Settle: customer.Duration(time.Millisecond), BudgetPerMinute: 1, BudgetBurst: 1000, // a slow refill: spending shows in the bucket
 			Actions: []customer.Action{{Name: "welcome", On: "first_seen", Resource: "users", URL: "http://127.0.0.1:9/welcome"}}}}))
 
 	// A live cycle and processing: checkpoint, cycle row, sync state, audit,
