@@ -527,7 +527,7 @@ func startNATS() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(exe)
+	cmd := exec.Command(exe) // #nosec G204 -- re-executes this benchmark binary as the JetStream child
 	cmd.Env = append(os.Environ(), natsChildEnv+"="+dir)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
