@@ -107,7 +107,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer drop()
 	if opt := os.Getenv("PROCBENCH_PG_OPTIONS"); opt != "" {
 		// Session settings for experiments, e.g. "-c wal_compression=on".
-		dbURL += "?options=" + url.QueryEscape(opt)
+		sep := "?"
+		if strings.Contains(dbURL, "?") {
+			sep = "&"
+		}
+		dbURL += sep + "options=" + strings.ReplaceAll(url.QueryEscape(opt), "+", "%20")
 	}
 	pool, err := postgres.Connect(ctx, postgres.Settings{URL: dbURL, MaxConns: int32(o.Workers + 4), ConnectTimeout: 10 * time.Second})
 	if err != nil {
