@@ -183,6 +183,9 @@ func (p *Processor) Applier() *apply.Applier { return p.applier }
 func (p *Processor) Run(ctx context.Context) error {
 	cons, err := EnsureConsumer(ctx, p.deps.JS, p.cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	p.maint.Consumer = cons
