@@ -7,10 +7,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DryRun applies nothing and remembers the ops it was given, keeping the
-// newest Limit of them (0 = all: replay of a bounded window). It answers
-// ErrStale for a version not newer than one it already saw, like a real
-// destination would, so replaying a window twice shows the repeats.
+// DryRun applies nothing and remembers the ops it was given. With Limit 0
+// (replay of a bounded window) it keeps them all and answers ErrStale for a
+// version not newer than one it already saw, as a real destination would;
+// with a Limit (a customer configured dry_run, running for ever) it keeps
+// only the newest Limit ops and answers every op as applied.
 type DryRun struct {
 	Limit int
 	// OnOp, when set, is called for every op (replay prints them).
