@@ -4,11 +4,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,6 +20,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/postgres"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	"github.com/vomosync/vomosync/pkg/service"
 	"github.com/vomosync/vomosync/pkg/telemetry"
 	"github.com/vomosync/vomosync/services/poller/internal/runner"
 	"github.com/vomosync/vomosync/services/poller/internal/schedule"
@@ -61,32 +59,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func main() {
-	health := flag.Bool("healthcheck", false, "check the admin endpoint and exit")
-	flag.Parse()
-	if *health {
-		if err := telemetry.Healthcheck(os.Getenv("ADMIN_ADDR") + defaultAdmin(os.Getenv("ADMIN_ADDR"))); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "poller:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("poller", run) }
 
-func defaultAdmin(set string) string {
-	if set == "" {
-		return ":8081"
-	}
-	return ""
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context) error {
 	cfg, err := config.Parse[Config]()
 	if err != nil {
 		return err

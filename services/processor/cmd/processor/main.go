@@ -4,11 +4,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -19,6 +16,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/postgres"
+	"github.com/vomosync/vomosync/pkg/service"
 	"github.com/vomosync/vomosync/pkg/telemetry"
 	"github.com/vomosync/vomosync/services/processor"
 )
@@ -47,29 +45,9 @@ func (c Config) Validate() error {
 	return c.Processor.Validate()
 }
 
-func main() {
-	health := flag.Bool("healthcheck", false, "GET /healthz on the admin address and exit 0 (ok) or 1")
-	flag.Parse()
-	if *health {
-		addr := os.Getenv("ADMIN_ADDR")
-		if addr == "" {
-			addr = ":8081"
-		}
-		if err := telemetry.Healthcheck(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "processor:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("processor", run) }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context) error {
 	cfg, err := config.Parse[Config]()
 	if err != nil {
 		return err

@@ -6,11 +6,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -22,6 +19,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/postgres"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	"github.com/vomosync/vomosync/pkg/service"
 	"github.com/vomosync/vomosync/pkg/telemetry"
 	"github.com/vomosync/vomosync/pkg/vomo"
 	"github.com/vomosync/vomosync/services/reconciler/internal/schedule"
@@ -75,29 +73,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func main() {
-	health := flag.Bool("healthcheck", false, "check the admin endpoint and exit")
-	flag.Parse()
-	if *health {
-		addr := os.Getenv("ADMIN_ADDR")
-		if addr == "" {
-			addr = ":8081"
-		}
-		if err := telemetry.Healthcheck(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "reconciler:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("reconciler", run) }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context) error {
 	cfg, err := config.Parse[Config]()
 	if err != nil {
 		return err

@@ -5,16 +5,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/pkg/service"
 	"github.com/vomosync/vomosync/pkg/telemetry"
 	"github.com/vomosync/vomosync/services/vomosim/sim"
 )
@@ -36,29 +33,9 @@ func (c Config) Validate() error {
 	return config.Common{LogLevel: c.LogLevel}.Validate()
 }
 
-func main() {
-	health := flag.Bool("healthcheck", false, "check the admin endpoint and exit (for distroless health checks)")
-	flag.Parse()
-	if *health {
-		addr := os.Getenv("ADMIN_ADDR")
-		if addr == "" {
-			addr = ":8081"
-		}
-		if err := telemetry.Healthcheck(addr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "vomosim:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("vomosim", run) }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context) error {
 	cfg, err := config.Parse[Config]()
 	if err != nil {
 		return err
