@@ -44,15 +44,11 @@ func (a *app) customersAddCmd() *cobra.Command {
 		Short: "Add a customer; the VOMO token is read from stdin or --token-env and stored encrypted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, e, err := a.pool()
+			pool, keys, err := a.poolAndKeys()
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			keys, err := a.keyring(e)
-			if err != nil {
-				return err
-			}
 			if n.Token, err = a.readToken(tokenEnv); err != nil {
 				return err
 			}
@@ -143,15 +139,11 @@ func (a *app) customersSetTokenCmd() *cobra.Command {
 		Short: "Replace a customer's VOMO token (read from stdin or --token-env) and resume it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, e, err := a.pool()
+			pool, keys, err := a.poolAndKeys()
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			keys, err := a.keyring(e)
-			if err != nil {
-				return err
-			}
 			tok, err := a.readToken(tokenEnv)
 			if err != nil {
 				return err
@@ -179,15 +171,11 @@ func (a *app) customersRewrapCmd() *cobra.Command {
 		Short: "Re-wrap every token's data key with the current VOMOSYNC_KEK (rotation; the old key goes in VOMOSYNC_KEK_PREVIOUS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, e, err := a.pool()
+			pool, keys, err := a.poolAndKeys()
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			keys, err := a.keyring(e)
-			if err != nil {
-				return err
-			}
 			n, err := customer.NewStore(pool, keys).Rewrap(a.ctx)
 			if err != nil {
 				return err

@@ -28,15 +28,11 @@ records the run and its gaps but publishes nothing; --full walks everything and 
 repairs or could not trust its walk.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, e, err := a.pool()
+			pool, keys, err := a.poolAndKeys()
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			keys, err := a.keyring(e)
-			if err != nil {
-				return err
-			}
 			rec := &reconcile.Reconciler{DB: pool, Customers: customer.NewStore(pool, keys),
 				Log: logging.New("syncctl", "warn", a.errOut)}
 			if dry {

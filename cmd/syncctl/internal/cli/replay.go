@@ -55,15 +55,11 @@ event (older versions are skipped as stale).`,
 			if err != nil {
 				return err
 			}
-			pool, e, err := a.pool()
+			pool, keys, err := a.poolAndKeys()
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			keys, err := a.keyring(e)
-			if err != nil {
-				return err
-			}
 			store := customer.NewStore(pool, keys)
 			c, err := store.Get(a.ctx, cust)
 			if err != nil {

@@ -97,6 +97,21 @@ func (a *app) pool() (*pgxpool.Pool, env, error) {
 	return p, e, err
 }
 
+// poolAndKeys is a.pool for the commands that also read or write tokens.
+// The caller closes the pool.
+func (a *app) poolAndKeys() (*pgxpool.Pool, *secrets.Keyring, error) {
+	pool, e, err := a.pool()
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := a.keyring(e)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, keys, nil
+}
+
 func (a *app) keyring(e env) (*secrets.Keyring, error) {
 	if e.KEK == "" {
 		return nil, errors.New("VOMOSYNC_KEK is required for this command (base64 of 32 bytes)")
