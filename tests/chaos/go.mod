@@ -1,0 +1,3 @@
+module github.com/vomosync/vomosync/tests/chaos
+
+go 1.26.8
