@@ -38,7 +38,7 @@ const (
 var Points = []string{PollerAfterFetch, PollerAfterPublish, PollerCheckpointTx, ReconcilerMidRepair}
 
 // ErrConfig wraps every configuration error of this package.
-var ErrConfig = errors.New("fault injection configuration")
+var ErrConfig = errors.New("faults")
 
 // Settings is the fault block of a service's environment.
 type Settings struct {
@@ -126,8 +126,8 @@ type Injector struct {
 	probs map[string]float64
 	mu    sync.Mutex
 	rng   *rand.Rand
-	// kill ends the process; tests replace it.
-	kill func()
+	// action replaces the kill (tests).
+	action func(point string)
 }
 
 // New returns an injector firing each point with its probability. The
@@ -135,15 +135,27 @@ type Injector struct {
 // Setup mixes the pid into the seed so a restarted process does not replay
 // the very decision that killed its previous life (and never get past it).
 func New(probs map[string]float64, seed uint64) *Injector {
-	return &Injector{probs: probs, rng: rand.New(rand.NewPCG(seed, seed>>32|seed<<32)), kill: killSelf}
+	return &Injector{probs: probs, rng: rand.New(rand.NewPCG(seed, seed>>32|seed<<32))}
+}
+
+// WithAction makes a fired point call fn instead of killing the process,
+// so tests can check where the points sit. It returns i.
+func (i *Injector) WithAction(fn func(point string)) *Injector {
+	i.action = fn
+	return i
 }
 
 // Point SIGKILLs the process with the point's probability; it does not
 // return when it fires. Nil or unconfigured points do nothing.
 func (i *Injector) Point(name string) {
-	if i.Fire(name) {
-		i.kill()
+	if !i.Fire(name) {
+		return
 	}
+	if i.action != nil {
+		i.action(name)
+		return
+	}
+	killSelf()
 }
 
 // Fire draws the decision for one arrival at the point without acting on it.

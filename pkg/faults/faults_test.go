@@ -154,3 +154,12 @@ func BenchmarkPointConfigured(b *testing.B) {
 		inj.Point(faults.PollerAfterFetch)
 	}
 }
+
+func TestWithActionReplacesTheKill(t *testing.T) {
+	t.Parallel()
+	var got []string
+	inj := faults.New(map[string]float64{faults.ReconcilerMidRepair: 1}, 1).WithAction(func(p string) { got = append(got, p) })
+	inj.Point(faults.ReconcilerMidRepair)
+	inj.Point(faults.PollerAfterFetch)
+	require.Equal(t, []string{faults.ReconcilerMidRepair}, got)
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/vomosync/vomosync/pkg/checkpoint"
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/vomo"
@@ -69,6 +70,18 @@ type Cycler struct {
 	// ParticipationRecent and ParticipationUpcoming bound the project dates
 	// whose participants are compared (defaults 30 and 60 days).
 	ParticipationRecent, ParticipationUpcoming time.Duration
+	// Faults are the chaos suite's kill points (nil: none).
+	Faults *faults.Injector
+	// Now is the local wall clock (nil: time.Now); the chaos suite skews it.
+	// Windows never come from it: they follow the API's Date header.
+	Now func() time.Time
+}
+
+func (c *Cycler) now() time.Time {
+	if c.Now == nil {
+		return time.Now()
+	}
+	return c.Now()
 }
 
 // Request is one cycle to run.
@@ -114,7 +127,7 @@ func (c *Cycler) Run(ctx context.Context, req Request) (*Result, error) {
 			attribute.String("vomosync.resource", req.Resource), attribute.String("vomosync.cycle_id", id)))
 	defer span.End()
 	res := &Result{ID: id, CustomerID: req.Customer.ID, Resource: req.Resource, Origin: "poll",
-		TraceID: span.SpanContext().TraceID().String(), Statuses: map[int]int{}, Started: time.Now()}
+		TraceID: span.SpanContext().TraceID().String(), Statuses: map[int]int{}, Started: c.now()}
 	err := c.run(ctx, req, res)
 	res.Duration = time.Since(res.Started)
 	switch {
@@ -149,7 +162,7 @@ func (c *Cycler) run(ctx context.Context, req Request, res *Result) error {
 	if req.From.IsZero() {
 		cp, err = checkpoint.Get(ctx, c.DB, req.Customer.ID, req.Resource)
 		if errors.Is(err, checkpoint.ErrNotFound) {
-			cp, err = c.recover(ctx, req.Customer, req.Resource, eff)
+			cp, err = c.recover(ctx, req.Customer, req.Resource, eff, req.Source)
 		}
 		if err != nil {
 			return err
@@ -323,6 +336,7 @@ func (w *walk) runPath(ctx context.Context, path string, pathIndex int, resuming
 		}
 		probing := w.to.IsZero()
 		stats, err := w.req.Source.Walk(ctx, path, q, func(ctx context.Context, p vomo.Page) error {
+			w.c.Faults.Point(faults.PollerAfterFetch)
 			if probing {
 				// The upper bound comes from the server's clock: records
 				// written during the walk are left to the next cycle.
@@ -369,7 +383,7 @@ func (w *walk) page(ctx context.Context, p vomo.Page, pathIndex int, changed boo
 		ev := &eventsv1.ChangeEvent{
 			CustomerId: w.req.Customer.ID, Resource: w.req.Resource, RecordId: r.ID,
 			Operation: eventsv1.Operation_OPERATION_UPSERT, SourceUpdatedAt: timestamppb.New(r.UpdatedAt),
-			Record: r.Raw, Origin: originOf(w.origin), CycleId: w.res.ID, ObservedAt: timestamppb.Now(),
+			Record: r.Raw, Origin: originOf(w.origin), CycleId: w.res.ID, ObservedAt: timestamppb.New(w.c.now()),
 		}
 		if err := w.req.Sink.Add(ctx, ev); err != nil {
 			return err
@@ -400,6 +414,9 @@ func (w *walk) flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hand events to JetStream: %w", err)
 	}
+	if n > 0 {
+		w.c.Faults.Point(faults.PollerAfterPublish)
+	}
 	return nil
 }
 
@@ -428,7 +445,7 @@ func originOf(o string) eventsv1.Origin {
 
 // recover applies the customer's lost-checkpoint strategy and records the
 // decision. It returns the checkpoint to start from, or ErrHeld.
-func (c *Cycler) recover(ctx context.Context, cust customer.Customer, resource string, eff customer.Settings) (checkpoint.Checkpoint, error) {
+func (c *Cycler) recover(ctx context.Context, cust customer.Customer, resource string, eff customer.Settings, src Source) (checkpoint.Checkpoint, error) {
 	cp := checkpoint.Checkpoint{CustomerID: cust.ID, Resource: resource}
 	if c.DryRun {
 		return cp, ErrHeld
@@ -452,7 +469,7 @@ func (c *Cycler) recover(ctx context.Context, cust customer.Customer, resource s
 		e := checkpoint.Epoch
 		d.New, d.Reason = &e, "primary checkpoint missing; strategy epoch: full re-sync"
 	case customer.RecoverWindow:
-		p := time.Now().Add(-eff.Recovery.Window.D()).UTC()
+		p := c.serverNow(ctx, src).Add(-eff.Recovery.Window.D()).UTC()
 		d.New = &p
 		d.Reason = "primary checkpoint missing; strategy window: restart " + eff.Recovery.Window.D().String() + " back, older misses left to reconciliation"
 	default:
@@ -474,6 +491,24 @@ func (c *Cycler) recover(ctx context.Context, cust customer.Customer, resource s
 	return cp, nil
 }
 
+// serverNow is the API's clock when the source follows it (one cheap
+// request if it has not answered yet): checkpoint positions are in the
+// API's time, and a skewed local clock would move them. Otherwise the local one.
+func (c *Cycler) serverNow(ctx context.Context, src Source) time.Time {
+	s, ok := src.(interface {
+		SyncClock(ctx context.Context) error
+		ServerNow() time.Time
+	})
+	if !ok {
+		return c.now()
+	}
+	if err := s.SyncClock(ctx); err != nil {
+		c.Log.Warn().Ctx(ctx).Err(err).Msg("API clock unknown; the window strategy uses the local clock")
+		return c.now()
+	}
+	return s.ServerNow()
+}
+
 // finish writes the cycle row and, on success, the checkpoint, in one
 // transaction; then the backup copy.
 func (c *Cycler) finish(ctx context.Context, req Request, res *Result) error {
@@ -491,7 +526,13 @@ func (c *Cycler) finish(ctx context.Context, req Request, res *Result) error {
 		} else {
 			res.CheckpointAfter = res.CheckpointBefore
 		}
-		return updateCycle(ctx, tx, res)
+		if err := updateCycle(ctx, tx, res); err != nil {
+			return err
+		}
+		if advance {
+			c.Faults.Point(faults.PollerCheckpointTx)
+		}
+		return nil
 	})
 	if err != nil {
 		res.CheckpointAfter = res.CheckpointBefore

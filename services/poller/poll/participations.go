@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/vomo"
 	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 )
@@ -63,6 +64,7 @@ func (w *walk) participations(ctx context.Context) error {
 	var projects []string
 	var observed time.Time
 	stats, err := w.req.Source.Walk(ctx, "/projects", url.Values{}, func(_ context.Context, p vomo.Page) error {
+		w.c.Faults.Point(faults.PollerAfterFetch)
 		if observed.IsZero() {
 			observed = p.ServerTime.UTC()
 		}
@@ -153,7 +155,7 @@ func (w *walk) emit(ctx context.Context, key string, op eventsv1.Operation, at t
 	return w.req.Sink.Add(ctx, &eventsv1.ChangeEvent{
 		CustomerId: w.req.Customer.ID, Resource: w.req.Resource, RecordId: key, Operation: op,
 		SourceUpdatedAt: timestamppb.New(at), Record: raw, Origin: originOf(w.origin),
-		CycleId: w.res.ID, ObservedAt: timestamppb.Now(),
+		CycleId: w.res.ID, ObservedAt: timestamppb.New(w.c.now()),
 	})
 }
 

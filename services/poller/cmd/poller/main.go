@@ -15,6 +15,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/checkpoint"
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/metrics"
@@ -40,6 +41,7 @@ type Config struct {
 	Concurrency int           `env:"POLLER_CONCURRENCY" envDefault:"16"`
 	Lease       time.Duration `env:"POLLER_LEASE" envDefault:"2m"`
 	Tick        time.Duration `env:"POLLER_TICK" envDefault:"1s"`
+	Faults      faults.Settings
 }
 
 // Validate checks cross-field rules.
@@ -69,6 +71,10 @@ func run(ctx context.Context) error {
 	log := logging.New("poller", cfg.LogLevel, nil).With().Str("version", version).Logger()
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
+	}
+	inj, now, err := cfg.Faults.Setup(log)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	shutdownTracing, err := telemetry.SetupTracing(ctx, "poller", cfg.OTLPEndpoint)
 	if err != nil {
@@ -109,7 +115,7 @@ func run(ctx context.Context) error {
 	pm := metrics.NewPoller(reg)
 	am := metrics.NewAPI(reg)
 	cycler := &poll.Cycler{DB: pool, Backup: &checkpoint.Backup{KV: kv}, Metrics: pm,
-		Log: logging.Component(log, "cycle"), Owner: cfg.ID}
+		Log: logging.Component(log, "cycle"), Owner: cfg.ID, Faults: inj, Now: now}
 	run := &runner.Runner{DB: pool, JS: js, Customers: customer.NewStore(pool, keys), Cycler: cycler,
 		API: am, Poller: pm, Log: logging.Component(log, "runner")}
 	sched := &schedule.Scheduler{DB: pool, Owner: cfg.ID, Lease: cfg.Lease, Tick: cfg.Tick,
