@@ -26,6 +26,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/apiclient"
 	"github.com/vomosync/vomosync/pkg/budget"
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/vomo"
@@ -142,6 +143,18 @@ type Reconciler struct {
 	// SettleTimeout bounds the wait for the processor to take in what was
 	// published before the run (default 2m).
 	SettleTimeout time.Duration
+	// Faults are the chaos suite's kill points (nil: none).
+	Faults *faults.Injector
+	// Now is the local wall clock (nil: time.Now); the chaos suite skews it.
+	// Windows never come from it: they follow the API's Date header.
+	Now func() time.Time
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 // Request is one run to do.
@@ -250,7 +263,7 @@ func (r *Reconciler) Run(ctx context.Context, req Request) (*RunResult, error) {
 	defer span.End()
 	res := &RunResult{ID: id, TraceID: span.SpanContext().TraceID().String(), CustomerID: cust.ID,
 		Resource: req.Resource, Kind: kind, Mode: mode, Actor: req.Actor, Forced: req.Force, Trusted: true,
-		Gaps: map[string]int{}, Causes: map[string]int{}, Started: time.Now()}
+		Gaps: map[string]int{}, Causes: map[string]int{}, Started: r.now()}
 	if err := insertRun(ctx, r.DB, res); err != nil {
 		return nil, err
 	}

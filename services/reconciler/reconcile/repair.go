@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 )
@@ -53,7 +54,7 @@ func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) err
 			return fmt.Errorf("read gaps to repair: %w", err)
 		}
 		ev := &eventsv1.ChangeEvent{CustomerId: res.CustomerID, Resource: res.Resource, RecordId: g.recordID,
-			Origin: eventsv1.Origin_ORIGIN_RECONCILE, CycleId: res.ID, ObservedAt: timestamppb.Now()}
+			Origin: eventsv1.Origin_ORIGIN_RECONCILE, CycleId: res.ID, ObservedAt: timestamppb.New(r.now())}
 		switch {
 		case g.class == ClassDeleted:
 			// The deletion happened before the walk started; a re-created
@@ -143,7 +144,7 @@ func (r *Reconciler) redriveOrphans(ctx context.Context, p *publisher) error {
 		if err != nil || ev.GetRecordId() != o.recordID {
 			continue
 		}
-		ev.Origin, ev.CycleId, ev.ObservedAt = eventsv1.Origin_ORIGIN_REDRIVE, res.ID, timestamppb.Now()
+		ev.Origin, ev.CycleId, ev.ObservedAt = eventsv1.Origin_ORIGIN_REDRIVE, res.ID, timestamppb.New(r.now())
 		if err := p.add(ctx, ev, gapToRepair{recordID: o.recordID, class: "redrive", cause: CauseDeadLettered}); err != nil {
 			return err
 		}
@@ -283,6 +284,9 @@ func (p *publisher) flush(ctx context.Context) error {
 	}
 	if werr != nil {
 		return fmt.Errorf("repair events not acknowledged: %w", werr)
+	}
+	if len(done) > 0 {
+		p.r.Faults.Point(faults.ReconcilerMidRepair)
 	}
 	return nil
 }

@@ -51,7 +51,15 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 		if window <= 0 {
 			window = eff.Reconcile.DailyWindow.D()
 		}
-		res.WindowFrom = src.ServerNow().Add(-window).UTC().Truncate(time.Second)
+		now, err := serverNow(ctx, src)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			res.Trusted, res.Untrusted = false, "the API's clock could not be read: "+err.Error()
+			return fmt.Errorf("%w: %w", ErrUntrustedWalk, err)
+		}
+		res.WindowFrom = now.Add(-window).UTC().Truncate(time.Second)
 		q.Set("updated_after", res.WindowFrom.Format(time.RFC3339))
 	}
 	walked, total := 0, 0
@@ -139,6 +147,18 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 		}
 	}
 	return walkErr
+}
+
+// serverNow is the API's clock: before its first response a client knows
+// only the local one, which may be skewed, and the window is compared with
+// the API's updated_at values.
+func serverNow(ctx context.Context, src Source) (time.Time, error) {
+	if s, ok := src.(interface{ SyncClock(ctx context.Context) error }); ok {
+		if err := s.SyncClock(ctx); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return src.ServerNow(), nil
 }
 
 // localError marks a failure of the comparison itself inside the walk

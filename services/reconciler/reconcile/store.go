@@ -28,6 +28,20 @@ func insertRun(ctx context.Context, db DBTX, r *RunResult) error {
 	return nil
 }
 
+// AbandonRuns records the runs of actor still marked running as
+// interrupted: the process that ran them died (a kill, a crash) before it
+// could say so. Call it at start, before actor runs anything; the actor is
+// unique among live replicas. It returns how many runs it closed.
+func AbandonRuns(ctx context.Context, db DBTX, actor string) (int64, error) {
+	tag, err := db.Exec(ctx, `UPDATE vomosync.recon_runs SET outcome = 'interrupted', finished_at = now(),
+		error = 'the reconciler stopped during the run (killed or crashed); gaps marked repaired were republished, the rest are left to the next run'
+		WHERE actor = $1 AND outcome = 'running'`, actor)
+	if err != nil {
+		return 0, fmt.Errorf("close abandoned runs: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 func finishRun(ctx context.Context, db DBTX, r *RunResult) error {
 	gaps, _ := json.Marshal(r.Gaps)
 	causes, _ := json.Marshal(r.Causes)

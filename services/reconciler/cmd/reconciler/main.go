@@ -14,6 +14,7 @@ import (
 
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/faults"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/metrics"
@@ -46,6 +47,7 @@ type Config struct {
 	ConfirmDeletes int           `env:"RECONCILER_CONFIRM_DELETES" envDefault:"100"`
 	PersistRuns    int           `env:"RECONCILER_PERSIST_RUNS" envDefault:"3"`
 	SettleTimeout  time.Duration `env:"RECONCILER_SETTLE_TIMEOUT" envDefault:"2m"`
+	Faults         faults.Settings
 }
 
 // Validate checks cross-field rules.
@@ -84,6 +86,10 @@ func run(ctx context.Context) error {
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
+	inj, now, err := cfg.Faults.Setup(log)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	shutdownTracing, err := telemetry.SetupTracing(ctx, "reconciler", cfg.OTLPEndpoint)
 	if err != nil {
 		return err
@@ -119,12 +125,18 @@ func run(ctx context.Context) error {
 	rec := &reconcile.Reconciler{DB: pool, JS: js, Customers: customers, Metrics: metrics.NewReconciler(reg),
 		API: metrics.NewAPI(reg), Log: logging.Component(log, "reconcile"),
 		BatchSize: cfg.BatchSize, BudgetReserve: cfg.BudgetReserve, ConfirmDeletes: cfg.ConfirmDeletes,
-		PersistRuns: cfg.PersistRuns, SettleTimeout: cfg.SettleTimeout}
+		PersistRuns: cfg.PersistRuns, SettleTimeout: cfg.SettleTimeout, Faults: inj, Now: now}
+	actor := "scheduler:" + cfg.ID
+	if n, err := reconcile.AbandonRuns(ctx, pool, actor); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn().Int64("runs", n).Msg("runs of a previous life of this reconciler closed as interrupted")
+	}
 	sched := &schedule.Scheduler{DB: pool, Owner: cfg.ID, Lease: cfg.Lease, Tick: cfg.Tick,
 		Concurrency: cfg.Concurrency, RetryAfter: cfg.RetryAfter, Log: logging.Component(log, "schedule"),
 		Do: func(ctx context.Context, c schedule.Claim) schedule.Outcome {
 			res, err := rec.Run(ctx, reconcile.Request{Customer: c.CustomerID, Resource: c.Resource,
-				Full: c.Kind == schedule.KindFull, Actor: "scheduler:" + cfg.ID})
+				Full: c.Kind == schedule.KindFull, Actor: actor})
 			if res == nil {
 				log.Error().Err(err).Str(logging.FCustomerID, c.CustomerID).Str(logging.FResource, c.Resource).Msg("run not started")
 				return schedule.Outcome{Outcome: reconcile.OutcomeFailed, Retry: true}

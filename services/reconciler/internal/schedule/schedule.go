@@ -65,6 +65,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if s.Concurrency <= 0 || s.Lease <= 0 || s.Tick <= 0 || s.Do == nil {
 		return errors.New("schedule: Concurrency, Lease, Tick and Do are required")
 	}
+	// Leases still held under our id belong to a previous life of this
+	// replica (killed mid-run): release them at once instead of leaving the
+	// pair unreconciled until they expire.
+	if _, err := s.DB.Exec(ctx, `UPDATE vomosync.schedules SET lease_owner = NULL, lease_until = NULL
+		WHERE lease_owner = $1 AND kind IN ('reconcile_daily', 'reconcile_full')`, s.Owner); err != nil {
+		return fmt.Errorf("release own leases: %w", err)
+	}
 	sem := make(chan struct{}, s.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
