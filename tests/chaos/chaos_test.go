@@ -1,0 +1,36 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShortProfile runs the short profile (every scenario marked Short,
+// scaled down) once: this is the chaos suite's place in `make test`.
+// CHAOS_SCENARIO narrows it to matching scenarios while developing one.
+func TestShortProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the short chaos profile takes a few minutes; run without -short (or `make chaos`)")
+	}
+	var re *regexp.Regexp
+	if p := os.Getenv("CHAOS_SCENARIO"); p != "" {
+		re = regexp.MustCompile(p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	results, err := RunProfile(ctx, Config{Profile: Profiles["short"], Seed: 1, Pattern: re, Out: &out})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Failed() {
+			t.Errorf("scenario %s: %s %v %v", r.Scenario.Name, r.Verdict(), r.Err, r.Violations)
+		}
+	}
+}
