@@ -30,7 +30,7 @@ func NewBatch(js AsyncPublisher) *Batch { return &Batch{js: js} }
 func (b *Batch) Add(msg *nats.Msg) error {
 	f, err := b.js.PublishMsgAsync(msg, jetstream.WithExpectStream(StreamChanges))
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", msg.Header.Get(nats.MsgIdHdr), err)
+		return &PublishError{Reason: failureReason(err), Err: fmt.Errorf("publish %s: %w", msg.Header.Get(nats.MsgIdHdr), err)}
 	}
 	b.futures = append(b.futures, f)
 	return nil
@@ -57,11 +57,11 @@ func (b *Batch) Wait(ctx context.Context) (int, error) {
 			}
 		case err := <-f.Err():
 			if firstErr == nil {
-				firstErr = fmt.Errorf("publish %s: %w", f.Msg().Header.Get(nats.MsgIdHdr), err)
+				firstErr = &PublishError{Reason: failureReason(err), Err: fmt.Errorf("publish %s: %w", f.Msg().Header.Get(nats.MsgIdHdr), err)}
 			}
 		case <-ctx.Done():
 			if firstErr == nil {
-				firstErr = fmt.Errorf("waiting for publish acks: %w", ctx.Err())
+				firstErr = &PublishError{Reason: FailTimeout, Err: fmt.Errorf("waiting for publish acks: %w", ctx.Err())}
 			}
 			return acked, firstErr
 		}

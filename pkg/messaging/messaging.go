@@ -107,7 +107,10 @@ func EnsureStreams(ctx context.Context, js jetstream.StreamManager, s Settings) 
 		Duplicates:  s.DuplicateWindow,
 		MaxAge:      s.MaxAge,
 		MaxBytes:    s.MaxBytes,
-		Discard:     jetstream.DiscardOld,
+		// A full stream refuses new publishes (the poller's checkpoint holds
+		// and VomosyncPublishFailing fires) rather than dropping the oldest
+		// events, which may not have been processed yet.
+		Discard: jetstream.DiscardNew,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", StreamChanges, err)

@@ -42,6 +42,7 @@ type Poller struct {
 	CustomerPaused     *prometheus.GaugeVec
 	DueDelay           prometheus.Histogram
 	LastSuccess        *prometheus.GaugeVec
+	PublishFailures    *prometheus.CounterVec
 }
 
 // NewPoller registers the poller's metrics on reg.
@@ -75,9 +76,13 @@ func NewPoller(reg prometheus.Registerer) *Poller {
 		// needs the last success too, not only the last advance.
 		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "poll_last_success_timestamp_seconds",
 			Help: "Unix time the last successful poll cycle finished."}, cr),
+		// A full JetStream store fails every cycle the same way; the reason
+		// tells the on-call which runbook step applies.
+		PublishFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "publish_failures_total",
+			Help: "Poll cycles that ended because JetStream did not store a publish, by reason (storage_full, unavailable, timeout, other)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.Cycles, m.RecordsSeen, m.RecordsPublished, m.Requests, m.CycleDuration, m.CheckpointLag,
-		m.CheckpointAdvanced, m.LastCycle, m.Cadence, m.DuePairs, m.CustomerPaused, m.DueDelay, m.LastSuccess)
+		m.CheckpointAdvanced, m.LastCycle, m.Cadence, m.DuePairs, m.CustomerPaused, m.DueDelay, m.LastSuccess, m.PublishFailures)
 	return m
 }
 

@@ -67,6 +67,7 @@ func TestObservedRun(t *testing.T) {
 	t.Run("process log lines match audit_log", r.checkProcessLogs)
 	t.Run("reconcile log lines match recon_runs", r.checkReconcileLogs)
 	t.Run("the services expose the metrics the alerts read", r.checkExposed)
+	t.Run("no token or bearer header in any trace or log line", r.checkNoSecrets)
 }
 
 func (s *stack) count(q string) int {
@@ -381,5 +382,31 @@ func (r run) checkExposed(t *testing.T) {
 	require.Empty(t, missing, "read by alert rules but exposed by no running service")
 	for name, why := range notExercised {
 		require.False(t, r.exposed[name], "%s is exposed now (%s no longer holds): remove it from notExercised", name, why)
+	}
+}
+
+// checkNoSecrets reads every trace Jaeger holds for every service, and every
+// log line (written at debug level), and finds neither the customer's token
+// nor an Authorization value: redaction holds in traces as well as logs.
+func (r run) checkNoSecrets(t *testing.T) {
+	var services struct {
+		Data []string `json:"data"`
+	}
+	code, err := getJSON(r.s.jaeger+"/api/services", &services)
+	require.NoError(t, err)
+	require.Equal(t, 200, code)
+	require.NotEmpty(t, services.Data)
+	for _, svc := range services.Data {
+		var traces json.RawMessage
+		code, err := getJSON(r.s.jaeger+"/api/traces?limit=100000&lookback=2h&service="+svc, &traces)
+		require.NoError(t, err)
+		require.Equal(t, 200, code, svc)
+		require.NotContains(t, string(traces), "tok-proof", "token in a %s trace", svc)
+		require.NotContains(t, string(traces), "Bearer ", "authorization value in a %s trace", svc)
+	}
+	for svc, lines := range r.logs {
+		all := strings.Join(lines, "\n")
+		require.NotContains(t, all, "tok-proof", "token in %s logs", svc)
+		require.NotContains(t, all, "Bearer ", "authorization value in %s logs", svc)
 	}
 }

@@ -223,7 +223,7 @@ func newStack(t *testing.T) *stack {
 		"NATS_URL=" + natsURL,
 		"VOMOSYNC_KEK=" + kek,
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp,
-		"LOG_LEVEL=info",
+		"LOG_LEVEL=debug",
 		"POLLER_TICK=100ms",
 		"POLLER_LEASE=10s",
 		"RECONCILER_TICK=200ms",

@@ -14,6 +14,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/apiclient"
 	"github.com/vomosync/vomosync/pkg/customer"
 	"github.com/vomosync/vomosync/pkg/logging"
+	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/metrics"
 	"github.com/vomosync/vomosync/pkg/vomo"
 	"github.com/vomosync/vomosync/services/poller/internal/schedule"
@@ -57,6 +58,9 @@ func (r *Runner) run(ctx context.Context, c schedule.Claim) (*poll.Result, error
 		return nil, err
 	}
 	res, err := r.Cycler.Run(ctx, poll.Request{Customer: cust, Resource: c.Resource, Source: client, Sink: poll.NewJetStreamSink(r.JS)})
+	if reason := messaging.FailureReason(err); reason != "" && r.Poller != nil {
+		r.Poller.PublishFailures.WithLabelValues(reason).Inc()
+	}
 	if errors.Is(err, vomo.ErrUnauthorized) || errors.Is(err, vomo.ErrForbidden) {
 		reason := "VOMO rejected the API token (401): revoked or rotated; set the new one with `syncctl customers set-token`"
 		if errors.Is(err, vomo.ErrForbidden) {
