@@ -43,6 +43,52 @@ func New(t testing.TB) *DB {
 	return db
 }
 
+// AppLogin is the login role tests connect as to run with the application
+// role's rights (a member of vomosync_app, as a service's login is in
+// production). It is cluster-wide and shared by every test database.
+const AppLogin = "vomosync_test_app"
+
+// ensureAppLogin creates AppLogin once per cluster. Parallel tests may race
+// to create it (advisory locks are per database), so a duplicate is fine.
+func ensureAppLogin(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := pool.Exec(ctx, `DO $$
+	BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+AppLogin+`') THEN
+			BEGIN
+				CREATE ROLE `+AppLogin+` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS IN ROLE vomosync_app;
+			EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+			END;
+		END IF;
+	END $$`)
+	return err
+}
+
+// AppURL is db's URL as AppLogin (trust authentication, as the test server).
+func (db *DB) AppURL() string {
+	u, _ := url.Parse(db.URL)
+	u.User = url.User(AppLogin)
+	return u.String()
+}
+
+// AppPool connects to db (migrated with New) as the application role, the
+// way services connect: with the all-tenants service scope, or without it
+// (tenantOnly) to see only what a transaction's tenant allows. Closed at
+// cleanup.
+func (db *DB) AppPool(t testing.TB, tenantOnly bool) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ensureAppLogin(ctx, db.Pool); err != nil {
+		t.Fatalf("pgtest: application login role: %v", err)
+	}
+	pool, err := postgres.Connect(ctx, postgres.Settings{URL: db.AppURL(), MaxConns: 4, ConnectTimeout: 10 * time.Second, TenantOnly: tenantOnly})
+	if err != nil {
+		t.Fatalf("pgtest: connect as %s: %v", AppLogin, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // NewEmpty creates a database without running migrations.
 func NewEmpty(t testing.TB) *DB {
 	t.Helper()

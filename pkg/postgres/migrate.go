@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -87,7 +88,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS vomosync;
 		CREATE TABLE IF NOT EXISTS vomosync.schema_migrations (
 			version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, fmt.Errorf("migrate bootstrap: %w", err)
+		return nil, fmt.Errorf("migrate bootstrap: %w", ownerHint(err))
 	}
 	applied := map[int]bool{}
 	rows, err := conn.Query(ctx, "SELECT version FROM vomosync.schema_migrations")
@@ -114,11 +115,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 			return err
 		})
 		if err != nil {
-			return done, fmt.Errorf("migration %s: %w", m.Name, err)
+			return done, fmt.Errorf("migration %s: %w", m.Name, ownerHint(err))
 		}
 		done = append(done, m.Version)
 	}
 	return done, nil
+}
+
+// ownerHint says what to do about a permission error: migrations need the
+// owner, and a service's URL names the application role.
+func ownerHint(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("%w (migrate with the schema owner's URL, not the application role's: docs/security.md)", err)
+	}
+	return err
 }
 
 // CheckSchema fails with ErrSchemaBehind when the database lacks a migration

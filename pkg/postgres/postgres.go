@@ -16,7 +16,20 @@ type Settings struct {
 	URL            string        `env:"DATABASE_URL,required,notEmpty"`
 	MaxConns       int32         `env:"DATABASE_MAX_CONNS" envDefault:"8"`
 	ConnectTimeout time.Duration `env:"DATABASE_CONNECT_TIMEOUT" envDefault:"30s"`
+	// TenantOnly leaves out the all-tenants service scope: the connections
+	// see only the customer a transaction names (WithTenant), nothing else.
+	// Every service serves all customers, so only tests set it.
+	TenantOnly bool
 }
+
+// Row-level security parameters (migration 0500, docs/security.md).
+const (
+	// ScopeParam = ScopeAll is the all-tenants service scope of a connection.
+	ScopeParam = "vomosync.scope"
+	ScopeAll   = "all"
+	// TenantParam names the one customer a transaction may see and write.
+	TenantParam = "vomosync.tenant"
+)
 
 // Connect opens a pool and pings it, retrying with backoff until timeout,
 // then fails with an error that names the host (never the password).
@@ -32,6 +45,9 @@ func Connect(ctx context.Context, s Settings) (*pgxpool.Pool, error) {
 	// never worth it for our short OLTP statements.
 	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "vomosync"
+	if !s.TenantOnly {
+		cfg.ConnConfig.RuntimeParams[ScopeParam] = ScopeAll
+	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	timeout := s.ConnectTimeout
 	if timeout <= 0 {

@@ -24,8 +24,13 @@ import (
 
 // Fixture is what Seed created.
 type Fixture struct {
+	// Pool is the owner's; the fixture is written with it.
 	Pool *pgxpool.Pool
-	URL  string // database URL
+	URL  string // database URL, as the owner
+	// App and AppURL connect as the application role with the service
+	// scope, as the console and syncctl do in production; Server uses App.
+	App    *pgxpool.Pool
+	AppURL string
 	// Operator and Password log in as an operator.
 	Operator, Password string
 	// AcmeToken shows acme its own health; nothing of globex.
@@ -54,7 +59,7 @@ func Seed(t testing.TB) *Fixture {
 	store := customer.NewStore(db.Pool, keys)
 	must(t, store.Add(ctx, customer.New{ID: "acme", Name: "Acme Volunteers", Token: "t-acme", Resources: []string{"users", "groups"}}))
 	must(t, store.Add(ctx, customer.New{ID: "globex", Name: "Globex Relief", Token: "t-globex", Resources: []string{"users"}}))
-	f := &Fixture{Pool: db.Pool, URL: db.URL, Operator: "alice", Password: "correct horse battery", AcmeRecord: "1001",
+	f := &Fixture{Pool: db.Pool, URL: db.URL, App: db.AppPool(t, false), AppURL: db.AppURL(), Operator: "alice", Password: "correct horse battery", AcmeRecord: "1001",
 		GlobexRecord: "2002", AcmeTrace: acmeTrace, GlobexTrace: globexTrace}
 	now := time.Now().UTC().Truncate(time.Second)
 	exec := func(sql string, args ...any) {
@@ -99,13 +104,14 @@ func Seed(t testing.TB) *Fixture {
 	return f
 }
 
-// Server starts the console on an httptest server over f's database;
-// options adjust the server before it starts.
+// Server starts the console on an httptest server over f's database,
+// connected as the application role; options adjust the server before it
+// starts.
 func Server(t testing.TB, f *Fixture, jaeger string, options ...func(*web.Server)) *httptest.Server {
 	t.Helper()
-	s := &web.Server{DB: f.Pool, Sessions: auth.Sessions{DB: f.Pool, Key: []byte("test-session-key-0123456789abcdef")},
-		UserLimit: auth.Limiter{DB: f.Pool, Max: 5}, AddrLimit: auth.Limiter{DB: f.Pool, Max: 50},
-		DLQ: &deadletter.Store{DB: f.Pool}, JaegerURL: jaeger, Log: zerolog.Nop()}
+	s := &web.Server{DB: f.App, Sessions: auth.Sessions{DB: f.App, Key: []byte("test-session-key-0123456789abcdef")},
+		UserLimit: auth.Limiter{DB: f.App, Max: 5}, AddrLimit: auth.Limiter{DB: f.App, Max: 50},
+		DLQ: &deadletter.Store{DB: f.App}, JaegerURL: jaeger, Log: zerolog.Nop()}
 	for _, o := range options {
 		o(s)
 	}

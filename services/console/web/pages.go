@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/pkg/postgres"
 	"github.com/vomosync/vomosync/services/console/auth"
 	"github.com/vomosync/vomosync/services/console/ops"
 )
@@ -295,16 +296,21 @@ func (s *Server) portalLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 // portal shows the session's customer its own health. The customer comes
-// from the session only: no parameter can name another.
+// from the session only: no parameter can name another, and the queries run
+// in a transaction row-level security limits to that customer.
 func (s *Server) portal(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := sessionOf(r).CustomerID
-	c, err := ops.CustomerHealth(ctx, s.DB, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	cs, err := ops.Cycles(ctx, s.DB, ops.CycleQuery{Customer: id, Limit: 20})
+	var c ops.Customer
+	var cs []ops.Cycle
+	err := postgres.WithTenant(ctx, s.DB, id, func(tx pgx.Tx) error {
+		var err error
+		if c, err = ops.CustomerHealth(ctx, tx, id); err != nil {
+			return err
+		}
+		cs, err = ops.Cycles(ctx, tx, ops.CycleQuery{Customer: id, Limit: 20})
+		return err
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -42,18 +42,22 @@ func (a *app) costCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			rows, err := pool.Query(a.ctx, costSQL, cust, since)
-			if err != nil {
-				return fmt.Errorf("cost: %w", err)
-			}
-			out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (costRow, error) {
-				var c costRow
-				err := r.Scan(&c.Customer, &c.Resource, &c.Cycles, &c.RequestsPerPoll, &c.CadenceSeconds)
-				// A pair without recorded cycles still costs at least one request a cycle.
-				per := max(c.RequestsPerPoll, 1)
-				c.PerDay = per * 86400 / c.CadenceSeconds
-				c.UniformPerDay = per * 96
-				return c, err
+			var out []costRow
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				rows, err := db.Query(a.ctx, costSQL, cust, since)
+				if err != nil {
+					return err
+				}
+				out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (costRow, error) {
+					var c costRow
+					err := r.Scan(&c.Customer, &c.Resource, &c.Cycles, &c.RequestsPerPoll, &c.CadenceSeconds)
+					// A pair without recorded cycles still costs at least one request a cycle.
+					per := max(c.RequestsPerPoll, 1)
+					c.PerDay = per * 86400 / c.CadenceSeconds
+					c.UniformPerDay = per * 96
+					return c, err
+				})
+				return err
 			})
 			if err != nil {
 				return fmt.Errorf("cost: %w", err)

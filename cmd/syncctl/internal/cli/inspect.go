@@ -40,7 +40,11 @@ func (a *app) cyclesCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			cs, err := ops.Cycles(a.ctx, pool, q)
+			var cs []ops.Cycle
+			err = a.scoped(pool, q.Customer, func(db scopedDB) error {
+				cs, err = ops.Cycles(a.ctx, db, q)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -82,7 +86,11 @@ func (a *app) recordsCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			t, err := ops.RecordTrail(a.ctx, pool, cust, res, id, limit)
+			var t ops.Trail
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				t, err = ops.RecordTrail(a.ctx, db, cust, res, id, limit)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -142,7 +150,11 @@ func (a *app) gapsCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			g, err := ops.GapsOfDay(a.ctx, pool, d, cust, limit)
+			var g ops.Day
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				g, err = ops.GapsOfDay(a.ctx, db, d, cust, limit)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -195,7 +207,11 @@ func (a *app) apiErrorsCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			es, err := ops.APIErrors(a.ctx, pool, time.Now().Add(-since), cust, 500)
+			var es []ops.APIError
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				es, err = ops.APIErrors(a.ctx, db, time.Now().Add(-since), cust, 500)
+				return err
+			})
 			if err != nil {
 				return err
 			}

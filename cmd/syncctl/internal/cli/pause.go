@@ -42,7 +42,12 @@ func (a *app) pauseResumeCmds() []*cobra.Command {
 				return "", err
 			}
 			defer pool.Close()
-			return ops.Pause(a.ctx, pool, operator(), ops.ViaSyncctl, cust, res, reason)
+			var changed string
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				changed, err = ops.Pause(a.ctx, db, operator(), ops.ViaSyncctl, cust, res, reason)
+				return err
+			})
+			return changed, err
 		})
 	resume := mk("resume", "Resume polling of a customer or resource (also after a token fix or a held checkpoint); due at once",
 		func(cust, res, reason string) (string, error) {
@@ -51,7 +56,12 @@ func (a *app) pauseResumeCmds() []*cobra.Command {
 				return "", err
 			}
 			defer pool.Close()
-			return ops.Resume(a.ctx, pool, operator(), ops.ViaSyncctl, cust, res, reason)
+			var changed string
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				changed, err = ops.Resume(a.ctx, db, operator(), ops.ViaSyncctl, cust, res, reason)
+				return err
+			})
+			return changed, err
 		})
 	return []*cobra.Command{pause, resume}
 }

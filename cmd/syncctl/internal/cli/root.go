@@ -11,12 +11,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/postgres"
 	"github.com/vomosync/vomosync/pkg/secrets"
+	"github.com/vomosync/vomosync/services/console/ops"
 )
 
 // Exit codes scripts can rely on.
@@ -95,6 +97,23 @@ func (a *app) pool() (*pgxpool.Pool, env, error) {
 	}
 	p, err := postgres.Connect(a.ctx, e.DB)
 	return p, e, err
+}
+
+// scopedDB is a pool or a transaction.
+type scopedDB interface {
+	ops.DBTX
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// scoped runs fn on the pool or, for a command given a customer, in a
+// transaction row-level security limits to that customer: a per-customer
+// command cannot read or change another customer's rows, even through a
+// query that forgot to filter (docs/security.md).
+func (a *app) scoped(pool *pgxpool.Pool, customer string, fn func(db scopedDB) error) error {
+	if customer == "" {
+		return fn(pool)
+	}
+	return postgres.WithTenant(a.ctx, pool, customer, func(tx pgx.Tx) error { return fn(tx) })
 }
 
 // poolAndKeys is a.pool for the commands that also read or write tokens.

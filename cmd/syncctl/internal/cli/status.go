@@ -44,18 +44,22 @@ func (a *app) statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			rows, err := pool.Query(a.ctx, statusSQL, cust)
-			if err != nil {
-				return fmt.Errorf("status: %w", err)
-			}
-			out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusRow, error) {
-				var s statusRow
-				err := r.Scan(&s.Customer, &s.Status, &s.Resource, &s.Checkpoint, &s.LastOutcome, &s.LastFinished,
-					&s.NextRun, &s.Paused, &s.Reason, &s.OpenDeadLetts)
-				if s.Checkpoint != nil {
-					s.LagSeconds = time.Since(*s.Checkpoint).Seconds()
+			var out []statusRow
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				rows, err := db.Query(a.ctx, statusSQL, cust)
+				if err != nil {
+					return err
 				}
-				return s, err
+				out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (statusRow, error) {
+					var s statusRow
+					err := r.Scan(&s.Customer, &s.Status, &s.Resource, &s.Checkpoint, &s.LastOutcome, &s.LastFinished,
+						&s.NextRun, &s.Paused, &s.Reason, &s.OpenDeadLetts)
+					if s.Checkpoint != nil {
+						s.LagSeconds = time.Since(*s.Checkpoint).Seconds()
+					}
+					return s, err
+				})
+				return err
 			})
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
