@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -44,6 +45,10 @@ func TestPublishFailureReasons(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, messaging.FailUnavailable, messaging.FailureReason(err), "no stream: %v", err)
 
+	// A stream created by an earlier version (discard old) is updated in place.
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: messaging.StreamChanges, Subjects: []string{messaging.ChangesPrefix + ".>"},
+		Storage: jetstream.FileStorage, Discard: jetstream.DiscardOld, Duplicates: time.Minute})
+	require.NoError(t, err)
 	require.NoError(t, messaging.EnsureStreams(ctx, js, messaging.Settings{Replicas: 1, DuplicateWindow: time.Minute, MaxAge: time.Hour, MaxBytes: 8 << 10}))
 	acked, err := publish(40)
 	require.Error(t, err, "40 events of ~0.5 KiB do not fit in 8 KiB")
