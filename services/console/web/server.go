@@ -110,7 +110,32 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("POST /portal/login", s.portalLogin)
 	mux.HandleFunc("POST /portal/logout", s.customerOnly(s.portalLogout))
 	mux.HandleFunc("GET /portal", s.customerOnly(s.portal))
-	return securityHeaders(mux), nil
+	return securityHeaders(limitForms(mux)), nil
+}
+
+// MaxForm bounds a request body: the console's forms are a few short
+// fields, so anything larger is refused before it is read further.
+const MaxForm = 64 << 10
+
+// limitForms caps every body at MaxForm and parses POST forms up front, so
+// an oversized or malformed form is answered 413 or 400 instead of being
+// read as empty fields.
+func limitForms(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxForm)
+		if r.Method == http.MethodPost {
+			if err := r.ParseForm(); err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+					return
+				}
+				http.Error(w, "bad form", http.StatusBadRequest)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) parse() error {

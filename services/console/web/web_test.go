@@ -331,6 +331,21 @@ func TestCustomerTokenSeesOnlyItsOwnCustomer(t *testing.T) {
 		requireNoGlobex(t, r.path, body)
 	}
 
+	// With globex's real dead letter id too: nothing happened to it, and no
+	// operator action was recorded for the customer's attempts.
+	for _, op := range []string{"retry", "discard"} {
+		p := "/customers/globex/dlq/" + strconv.FormatInt(f.GlobexLetter, 10) + "/" + op
+		code, body, _ := c.do(http.MethodPost, p, url.Values{"csrf": {tok}, "reason": {"x"}})
+		require.Equal(t, http.StatusForbidden, code, p)
+		requireNoGlobex(t, p, body)
+	}
+	var letterStatus string
+	var acted int
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT status, (SELECT count(*) FROM vomosync.operator_actions WHERE action <> 'login')
+		FROM vomosync.dead_letters WHERE id = $1`, f.GlobexLetter).Scan(&letterStatus, &acted))
+	require.Equal(t, "open", letterStatus)
+	require.Zero(t, acted)
+
 	// An operator session is not a customer session.
 	op := newClient(t, srv.URL)
 	op.loginOperator(f)
@@ -390,4 +405,55 @@ func TestRetryFromConsole(t *testing.T) {
 	var action string
 	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT action FROM vomosync.operator_actions WHERE action LIKE 'dlq_%'`).Scan(&action))
 	require.Equal(t, "dlq_retry", action)
+}
+
+func TestCookiesAndBodyCap(t *testing.T) {
+	t.Parallel()
+	f := consoletest.Seed(t)
+	srv := consoletest.Server(t, f, "", func(s *web.Server) { s.SecureCookies = true })
+	cookie := func(hdr http.Header) string {
+		for _, c := range hdr.Values("Set-Cookie") {
+			return c
+		}
+		t.Fatal("no cookie set")
+		return ""
+	}
+	c := newClient(t, srv.URL)
+	_, _, hdr := c.do(http.MethodPost, "/login", url.Values{"username": {f.Operator}, "password": {f.Password}})
+	op := cookie(hdr)
+	_, _, hdr = c.do(http.MethodPost, "/portal/login", url.Values{"token": {f.AcmeToken}})
+	cust := cookie(hdr)
+	for name, ck := range map[string]string{web.OperatorCookie: op, web.CustomerCookie: cust} {
+		require.True(t, strings.HasPrefix(ck, name+"="), ck)
+		for _, attr := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/"} {
+			require.Contains(t, ck, attr, name)
+		}
+		require.NotContains(t, ck, "Domain=", name)
+	}
+
+	// A body over the cap is refused before the password is looked at, and
+	// does not count as a failed login.
+	big := url.Values{"username": {f.Operator}, "password": {strings.Repeat("x", web.MaxForm)}}
+	code, _, _ := newClient(t, srv.URL).do(http.MethodPost, "/login", big)
+	require.Equal(t, http.StatusRequestEntityTooLarge, code)
+	code, _, _ = newClient(t, srv.URL).do(http.MethodPost, "/portal/login", url.Values{"token": {strings.Repeat("x", web.MaxForm)}})
+	require.Equal(t, http.StatusRequestEntityTooLarge, code)
+	var fails int
+	require.NoError(t, f.Pool.QueryRow(context.Background(), `SELECT count(*) FROM vomosync.login_failures`).Scan(&fails))
+	require.Zero(t, fails)
+}
+
+// Guessing console tokens is limited per client address, like passwords.
+func TestPortalLoginIsRateLimited(t *testing.T) {
+	t.Parallel()
+	f := consoletest.Seed(t)
+	srv := consoletest.Server(t, f, "", func(s *web.Server) { s.AddrLimit.Max = 3 })
+	c := newClient(t, srv.URL)
+	for range 3 {
+		code, _, _ := c.do(http.MethodPost, "/portal/login", url.Values{"token": {"vsct_guess"}})
+		require.Equal(t, http.StatusUnauthorized, code)
+	}
+	code, body, _ := c.do(http.MethodPost, "/portal/login", url.Values{"token": {f.AcmeToken}})
+	require.Equal(t, http.StatusTooManyRequests, code)
+	require.NotContains(t, body, "Acme")
 }

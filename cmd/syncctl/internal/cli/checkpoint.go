@@ -32,7 +32,11 @@ func (a *app) checkpointCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			cps, err := checkpoint.List(a.ctx, pool, cust)
+			var cps []checkpoint.Checkpoint
+			err = a.scoped(pool, cust, func(db scopedDB) error {
+				cps, err = checkpoint.List(a.ctx, db, cust)
+				return err
+			})
 			if err != nil {
 				return err
 			}

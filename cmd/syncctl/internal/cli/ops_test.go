@@ -269,3 +269,50 @@ destination: {kind: http}
 	require.Equal(t, cli.ExitError, code)
 	require.Contains(t, errOut, "syncctl customers add")
 }
+
+// Every command that takes a customer, run as the application role (as
+// syncctl runs in production) for acme, shows and changes acme only.
+func TestCustomerCommandsTouchOnlyThatCustomer(t *testing.T) {
+	f := consoletest.Seed(t)
+	ctx := context.Background()
+	t.Setenv("DATABASE_URL", f.AppURL)
+	globex := []string{"globex", "Globex", f.GlobexTrace, "secret-error", "bad-email", "unauthorized"}
+	for _, args := range [][]string{
+		{"status", "--customer", "acme"},
+		{"cycles", "--customer", "acme"},
+		{"records", "--customer", "acme", "--resource", "users", "--id", f.AcmeRecord},
+		{"records", "--customer", "acme", "--resource", "users", "--id", f.GlobexRecord},
+		{"gaps", "--customer", "acme", "-o", "json"},
+		{"api-errors", "--customer", "acme", "-o", "json"},
+		{"cost", "--customer", "acme"},
+		{"dlq", "list", "--customer", "acme", "--status", "all"},
+		{"checkpoint", "show", "--customer", "acme"},
+	} {
+		for _, o := range []string{"table", "json"} {
+			code, out, errOut := run(t, "", append(args, "-o", o)...)
+			require.Contains(t, []int{cli.ExitOK, cli.ExitUnhealthy}, code, "%v: %s", args, errOut)
+			for _, m := range globex {
+				require.NotContains(t, out, m, "%v leaks %q", args, m)
+			}
+		}
+	}
+	// Naming another customer's record under acme finds nothing of it.
+	code, out, _ := run(t, "", "records", "--customer", "acme", "--resource", "users", "--id", f.GlobexRecord, "-o", "json")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, `"attempts": []`)
+
+	// Pausing acme as the role changes acme's rows and records it; a
+	// customer that does not exist is not found.
+	code, _, errOut := run(t, "", "pause", "--customer", "acme", "--reason", "isolation test")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	code, _, _ = run(t, "", "pause", "--customer", "nobody", "--reason", "x")
+	require.Equal(t, cli.ExitError, code)
+	var acme, globexStatus string
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT max(status) FILTER (WHERE id = 'acme'), max(status) FILTER (WHERE id = 'globex')
+		FROM vomosync.customers`).Scan(&acme, &globexStatus))
+	require.Equal(t, "paused", acme)
+	require.Equal(t, "active", globexStatus)
+	var actions int
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT count(*) FROM vomosync.operator_actions WHERE action = 'pause' AND customer_id = 'acme'`).Scan(&actions))
+	require.Equal(t, 1, actions)
+}
