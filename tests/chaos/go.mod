@@ -24,7 +24,8 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/vomosync/vomosync/proto v0.0.0 // indirect
+	github.com/vomosync/vomosync/proto v0.0.0
+	github.com/vomosync/vomosync/tests/faultkit v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
@@ -43,4 +44,5 @@ replace (
 	github.com/vomosync/vomosync/pkg => ../../pkg
 	github.com/vomosync/vomosync/proto => ../../proto
 	github.com/vomosync/vomosync/services/vomosim => ../../services/vomosim
+	github.com/vomosync/vomosync/tests/faultkit => ../faultkit
 )

@@ -51,8 +51,8 @@ func PrintResult(w io.Writer, r Result) {
 	rep := r.Report
 	fmt.Fprintf(w, "   checkpoints: %d samples, %d versions claimed, %d ahead of the stream\n", rep.Samples, rep.Claimed, rep.CheckpointAhead)
 	fmt.Fprintf(w, "   stream: %d versions, %d without an audit row\n", rep.Published, rep.AuditMissing)
-	fmt.Fprintf(w, "   side effects: %d enqueued, %d enqueued twice, %d delivered twice, %d missing, %d undelivered\n",
-		rep.Outbox, rep.DupEnqueued, rep.DupDelivered, rep.EffectsMissing, rep.Undelivered)
+	fmt.Fprintf(w, "   side effects: %d enqueued, %d enqueued twice, %d missing, %d undelivered; %d redelivered under the same Idempotency-Key\n",
+		rep.Outbox, rep.DupEnqueued, rep.EffectsMissing, rep.Undelivered, rep.Redelivered)
 	fmt.Fprintf(w, "   faults injected: %s", r.Faults)
 	if r.Deaths != "" {
 		fmt.Fprintf(w, "; unplanned exits restarted: %s", r.Deaths)

@@ -135,6 +135,12 @@ func (r *Runner) Run(ctx context.Context, s Scenario) (res Result) {
 		res.Err = err
 		return res
 	}
+	// Traversable (not readable) by others: an own PostgreSQL cluster
+	// below it runs as the postgres user.
+	if err := os.Chmod(dir, 0o711); err != nil { // #nosec G302 -- directories need x to be traversed
+		res.Err = err
+		return res
+	}
 	defer func() {
 		if r.Keep || res.Failed() {
 			r.logf("scratch directory kept: %s", dir)
@@ -142,7 +148,7 @@ func (r *Runner) Run(ctx context.Context, s Scenario) (res Result) {
 		}
 		_ = os.RemoveAll(dir)
 	}()
-	prep := &Prep{Dir: dir, Profile: r.Profile, ServiceEnv: map[string][]string{},
+	prep := &Prep{Dir: dir, Profile: r.Profile, ServiceEnv: map[string][]string{}, Skip: map[string]bool{},
 		Options: &harness.Options{Bin: r.Bin, Dir: dir, SimSeed: r.Seed, Logf: r.logf}}
 	if s.Prepare != nil {
 		cleanup, err := s.Prepare(ctx, prep)
@@ -165,7 +171,7 @@ func (r *Runner) Run(ctx context.Context, s Scenario) (res Result) {
 	}
 	env := &Env{Stack: st, Profile: r.Profile, Workload: res.Workload,
 		Rand:   rand.New(rand.NewPCG(seedFor(r.Seed, s.Name), uint64(r.Seed))),
-		counts: map[string]int{}, exempt: map[checker.Version]bool{}, values: map[string]any{}}
+		counts: map[string]int{}, exempt: map[checker.Version]bool{}, skip: prep.Skip, values: map[string]any{}}
 	defer func() {
 		res.Faults = env.faultSummary()
 		res.Notes = append(res.Notes, env.notes...)
@@ -261,7 +267,7 @@ func (r *Runner) drive(ctx context.Context, s Scenario, prep *Prep, e *Env, res 
 		return fmt.Errorf("faults: %w", err)
 	}
 	r.logf("workload done in %s (%d updates, %d deletes, %d creates); waiting to converge", time.Since(e.Began).Round(100*time.Millisecond), total.Updates, total.Deletes, total.Creates)
-	in := checker.Input{Customers: e.CustomerIDs(), Source: e.Sim, Pool: e.Pool}
+	in := checker.Input{Customers: e.CustomerIDs(), Source: e.Sim, Pool: e.Pool, Skip: e.skip}
 	err = harness.Wait(ctx, r.Profile.ConvergeTimeout, 500*time.Millisecond, "destination matches the source (before reconciliation)",
 		func(ctx context.Context) (bool, string, error) {
 			if err := e.CrashLooping(); err != nil {
@@ -282,7 +288,7 @@ func (r *Runner) drive(ctx context.Context, s Scenario, prep *Prep, e *Env, res 
 			return fmt.Errorf("after converge: %w", err)
 		}
 	}
-	if err := r.reconcile(ctx, e, in); err != nil {
+	if err := r.reconcile(ctx, e, in, prep.ServiceEnv["reconciler"]); err != nil {
 		return err
 	}
 	res.Duration = time.Since(e.Began)
@@ -295,9 +301,9 @@ func (r *Runner) drive(ctx context.Context, s Scenario, prep *Prep, e *Env, res 
 // reconcile runs a full reconciliation of every customer (starting the
 // reconciler if the scenario did not) and waits until the destination
 // equals the source, deletions included, and every side effect was sent.
-func (r *Runner) reconcile(ctx context.Context, e *Env, in checker.Input) error {
+func (r *Runner) reconcile(ctx context.Context, e *Env, in checker.Input, env []string) error {
 	if e.Service("reconciler") == nil {
-		if _, err := e.Stack.Start("reconciler", "reconciler"); err != nil {
+		if _, err := e.Stack.Start("reconciler", "reconciler", env...); err != nil {
 			return err
 		}
 	}
@@ -402,6 +408,9 @@ type Config struct {
 	Pattern *regexp.Regexp
 	Keep    bool
 	Out     io.Writer
+	// FromHead builds the binaries from the committed HEAD instead of the
+	// working tree.
+	FromHead bool
 }
 
 // RunProfile builds the binaries, runs the baseline and the selected
@@ -417,7 +426,14 @@ func RunProfile(ctx context.Context, c Config) ([]Result, error) {
 	defer os.RemoveAll(binDir)
 	start := time.Now()
 	fmt.Fprintf(c.Out, "building binaries into %s\n", binDir)
-	bin, err := harness.Build(ctx, harness.RepoRoot(), binDir)
+	root := harness.RepoRoot()
+	if c.FromHead {
+		if root, err = harness.SnapshotHead(ctx, root); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(root)
+	}
+	bin, err := harness.Build(ctx, root, binDir)
 	if err != nil {
 		return nil, err
 	}

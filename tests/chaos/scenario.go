@@ -60,6 +60,10 @@ type Prep struct {
 	// (poller, processor, reconciler).
 	ServiceEnv map[string][]string
 	Profile    Profile
+	// Skip leaves records ("customer/id") out of the source/destination
+	// comparison: records the scenario makes malformed on purpose (its
+	// Verify checks them instead).
+	Skip map[string]bool
 }
 
 // ErrSkip marks a scenario the machine cannot run; wrap it with the reason.
@@ -131,6 +135,7 @@ type Env struct {
 	mu     sync.Mutex
 	counts map[string]int
 	exempt map[checker.Version]bool
+	skip   map[string]bool
 	notes  []string
 	values map[string]any
 }

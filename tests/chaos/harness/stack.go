@@ -92,6 +92,9 @@ type Options struct {
 	SimSeed int64
 	// Env is added to every service's environment.
 	Env []string
+	// WrapAPI, when set, wraps the simulator's handler: what the services
+	// see of the VOMO API (a scenario serving malformed records).
+	WrapAPI func(http.Handler) http.Handler
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -176,7 +179,11 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	s.Customers = customer.NewStore(s.Pool, keys)
 	s.Sim = sim.New(sim.Options{Seed: o.SimSeed})
-	s.simSrv = httptest.NewServer(s.Sim.Handler())
+	var api http.Handler = s.Sim.Handler()
+	if o.WrapAPI != nil {
+		api = o.WrapAPI(api)
+	}
+	s.simSrv = httptest.NewServer(api)
 	s.SimURL = s.simSrv.URL
 	s.Hook = newHook()
 	return s, nil
@@ -233,8 +240,14 @@ func (s *Stack) ServiceEnv() []string {
 		"RECONCILER_LEASE=10s",
 		"RECONCILER_SETTLE_TIMEOUT=30s",
 		"PROCESSOR_OUTBOX_POLL_INTERVAL=200ms",
+		// The outbox lease of a claimed side effect is 2× this + 5s: a
+		// killed processor's claims come back after 9s, not 25s.
+		"PROCESSOR_HTTP_TIMEOUT=2s",
 		"PROCESSOR_OUTBOX_RETRY_BASE=500ms",
-		"PROCESSOR_ACK_WAIT=5s",
+		// A crashed processor's messages come back after the ack wait
+		// (then 2×, 4×, 8× of it): 2s keeps a run measured in seconds.
+		"PROCESSOR_ACK_WAIT=2s",
+		"PROCESSOR_TARGET_BATCH_LATENCY=1s",
 		"PROCESSOR_RETRY_BASE=200ms",
 		"PROCESSOR_RETRY_MAX=2s",
 		"JS_DUPLICATE_WINDOW=1m",
@@ -422,4 +435,21 @@ func Wait(ctx context.Context, timeout, interval time.Duration, what string, con
 		case <-time.After(interval):
 		}
 	}
+}
+
+// SnapshotHead exports the repository's committed HEAD into a temporary
+// directory (git archive), so binaries can be built from it while the
+// working tree holds someone's half-finished change. The caller removes
+// the directory.
+func SnapshotHead(ctx context.Context, root string) (string, error) {
+	dir, err := os.MkdirTemp("", "chaos-src-")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive HEAD | tar -x -C "$2"`, "sh", root, dir) // #nosec G204 -- fixed script, paths as arguments
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("git archive HEAD: %w: %s", err, out)
+	}
+	return dir, nil
 }

@@ -24,6 +24,7 @@ func run() int {
 	pattern := flag.String("scenario", "", "run only scenarios whose name matches this regexp (the baseline always runs)")
 	seed := flag.Int64("seed", 1, "seed of the workload, the simulator and the fault schedules")
 	keep := flag.Bool("keep", false, "keep every scratch directory (logs, stores); failed ones are always kept")
+	head := flag.Bool("head", false, "build the services from the committed HEAD, not the working tree")
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	flag.Parse()
 	p, ok := chaos.Profiles[*profile]
@@ -52,7 +53,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	results, err := chaos.RunProfile(ctx, chaos.Config{Profile: p, Seed: *seed, Pattern: re, Keep: *keep, Out: os.Stdout})
+	results, err := chaos.RunProfile(ctx, chaos.Config{Profile: p, Seed: *seed, Pattern: re, Keep: *keep, Out: os.Stdout, FromHead: *head})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 1

@@ -1,0 +1,90 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vomosync/vomosync/tests/chaos/checker"
+)
+
+// The kill scenarios: processes die with SIGKILL (no cleanup, no drain) at
+// random moments or at the services' instrumented fault points, and come
+// back like a container would.
+
+func init() {
+	Register(Scenario{
+		Name:        "kill-processor",
+		Description: "kill -9 of the processor every 1-3 s (restarted after 200 ms)",
+		Short:       true,
+		Faults: func(ctx context.Context, e *Env) error {
+			return e.Every(ctx, time.Second, 3*time.Second, func() error {
+				e.Service("processor").Kill()
+				e.Count("kill -9 processor")
+				return nil
+			})
+		},
+	})
+
+	Register(Scenario{
+		Name: "kill-poller-points",
+		Description: "the poller kills itself at its instrumented points (VOMOSYNC_FAULTS: after fetch, after publish, " +
+			"inside the checkpoint transaction) and is restarted",
+		Short: true,
+		Prepare: func(_ context.Context, p *Prep) (func(), error) {
+			p.ServiceEnv["poller"] = append(p.ServiceEnv["poller"],
+				"VOMOSYNC_FAULTS=poller.after_fetch=0.02,poller.after_publish=0.05,poller.checkpoint_tx=0.05",
+				fmt.Sprintf("VOMOSYNC_FAULT_SEED=%d", p.Options.SimSeed))
+			return nil, nil
+		},
+		Verify: func(_ context.Context, e *Env, _ *checker.Report) ([]string, error) {
+			n := e.Service("poller").Deaths()
+			e.Add("poller fault-point deaths", n)
+			if n == 0 {
+				return []string{"the poller never died at a fault point: VOMOSYNC_FAULTS had no effect (pkg/faults not wired into the poller?)"}, nil
+			}
+			return nil, nil
+		},
+	})
+
+	Register(Scenario{
+		Name:        "kill-nats",
+		Description: "kill -9 of the JetStream server (file store) every 2-4 s, back after 0.2-1.5 s on the same port and store",
+		Short:       true,
+		Faults: func(ctx context.Context, e *Env) error {
+			return e.Every(ctx, 2*time.Second, 4*time.Second, func() error {
+				e.NATS.Kill()
+				e.Count("kill -9 nats-server")
+				time.Sleep(e.Between(200*time.Millisecond, 1500*time.Millisecond))
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				return e.NATS.Start(sctx)
+			})
+		},
+	})
+
+	Register(Scenario{
+		Name:        "pg-immediate",
+		Description: "PostgreSQL (own cluster) stopped with pg_ctl stop -m immediate every 2-5 s, started again after 0.5-2 s (crash recovery)",
+		Short:       true,
+		Prepare: func(_ context.Context, p *Prep) (func(), error) {
+			p.Options.OwnPostgres = true
+			return nil, nil
+		},
+		Faults: func(ctx context.Context, e *Env) error {
+			return e.Every(ctx, 2*time.Second, 5*time.Second, func() error {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+				defer cancel()
+				if err := e.Cluster.StopImmediate(sctx); err != nil {
+					return err
+				}
+				e.Count("pg_ctl stop -m immediate")
+				time.Sleep(e.Between(500*time.Millisecond, 2*time.Second))
+				if err := e.Cluster.Start(sctx); err != nil {
+					return fmt.Errorf("%w\n%s", err, e.Cluster.LogTail())
+				}
+				return nil
+			})
+		},
+	})
+}
