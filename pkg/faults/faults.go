@@ -84,7 +84,8 @@ func (s Settings) Setup(log zerolog.Logger) (*Injector, func() time.Time, error)
 }
 
 // Skewed returns a clock d ahead of the local one (behind when negative).
-// The monotonic reading is kept, so durations measured with it are exact.
+// Its monotonic reading moves by d too: measure durations between two of
+// its readings, or with time.Now and time.Since, never mixing the two.
 func Skewed(d time.Duration) func() time.Time {
 	if d == 0 {
 		return time.Now

@@ -128,8 +128,9 @@ func (c *Cycler) Run(ctx context.Context, req Request) (*Result, error) {
 	defer span.End()
 	res := &Result{ID: id, CustomerID: req.Customer.ID, Resource: req.Resource, Origin: "poll",
 		TraceID: span.SpanContext().TraceID().String(), Statuses: map[int]int{}, Started: c.now()}
+	t0 := time.Now() // durations from the monotonic clock; started_at from the database's (insertCycle)
 	err := c.run(ctx, req, res)
-	res.Duration = time.Since(res.Started)
+	res.Duration = time.Since(t0)
 	switch {
 	case err == nil && res.Outcome == "":
 		res.Outcome = OutcomeSuccess

@@ -11,13 +11,17 @@ import (
 
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// insertCycle records the cycle as running. started_at is the database's
+// clock, like finished_at, so a poller with a skewed clock writes rows
+// that order and measure correctly.
 func insertCycle(ctx context.Context, db execer, r *Result) error {
-	_, err := db.Exec(ctx, `INSERT INTO vomosync.poll_cycles
+	err := db.QueryRow(ctx, `INSERT INTO vomosync.poll_cycles
 		(id, customer_id, resource, origin, trace_id, window_from, checkpoint_before, started_at, outcome)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running')`,
-		r.ID, r.CustomerID, r.Resource, r.Origin, r.TraceID, nullTime(r.WindowFrom), r.CheckpointBefore, r.Started)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now(), 'running') RETURNING started_at`,
+		r.ID, r.CustomerID, r.Resource, r.Origin, r.TraceID, nullTime(r.WindowFrom), r.CheckpointBefore).Scan(&r.Started)
 	if err != nil {
 		return fmt.Errorf("insert poll cycle: %w", err)
 	}
@@ -50,10 +54,10 @@ func updateCycle(ctx context.Context, tx pgx.Tx, r *Result) error {
 		_, err = tx.Exec(ctx, `INSERT INTO vomosync.poll_cycles
 			(id, customer_id, resource, origin, trace_id, window_from, window_to, checkpoint_before, checkpoint_after,
 			 pages, requests, records_seen, records_published, statuses, started_at, finished_at, duration_ms, outcome, error, note)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), $16, $17, $18, $19)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() - $15 * interval '1 millisecond', now(), $16, $17, $18, $19)`,
 			r.ID, r.CustomerID, r.Resource, r.Origin, r.TraceID, nullTime(r.WindowFrom), nullTime(r.WindowTo),
 			r.CheckpointBefore, r.CheckpointAfter, r.Pages, r.Requests, r.RecordsSeen, r.RecordsPublished, st,
-			r.Started, r.Duration.Milliseconds(), r.Outcome, r.Error, note)
+			r.Duration.Milliseconds(), r.Duration.Milliseconds(), r.Outcome, r.Error, note)
 		if err != nil {
 			return fmt.Errorf("insert poll cycle: %w", err)
 		}

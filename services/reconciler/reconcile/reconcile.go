@@ -263,12 +263,13 @@ func (r *Reconciler) Run(ctx context.Context, req Request) (*RunResult, error) {
 	defer span.End()
 	res := &RunResult{ID: id, TraceID: span.SpanContext().TraceID().String(), CustomerID: cust.ID,
 		Resource: req.Resource, Kind: kind, Mode: mode, Actor: req.Actor, Forced: req.Force, Trusted: true,
-		Gaps: map[string]int{}, Causes: map[string]int{}, Started: r.now()}
+		Gaps: map[string]int{}, Causes: map[string]int{}}
+	t0 := time.Now() // durations from the monotonic clock; started_at from the database's (insertRun)
 	if err := insertRun(ctx, r.DB, res); err != nil {
 		return nil, err
 	}
 	err = r.run(ctx, req, cust, res)
-	res.Duration = time.Since(res.Started)
+	res.Duration = time.Since(t0)
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)):
 		res.Outcome = OutcomeInterrupted

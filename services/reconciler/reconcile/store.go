@@ -17,11 +17,14 @@ type DBTX interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// insertRun records the run as running. started_at is the database's clock,
+// like finished_at: runs of replicas whose clocks disagree still order
+// correctly (the hold rules read the previous run by started_at).
 func insertRun(ctx context.Context, db DBTX, r *RunResult) error {
-	_, err := db.Exec(ctx, `INSERT INTO vomosync.recon_runs
+	err := db.QueryRow(ctx, `INSERT INTO vomosync.recon_runs
 		(id, customer_id, resource, kind, mode, trace_id, started_at, outcome, forced, actor)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9)`,
-		r.ID, r.CustomerID, r.Resource, r.Kind, r.Mode, r.TraceID, r.Started, r.Forced, r.Actor)
+		VALUES ($1, $2, $3, $4, $5, $6, now(), 'running', $7, $8) RETURNING started_at`,
+		r.ID, r.CustomerID, r.Resource, r.Kind, r.Mode, r.TraceID, r.Forced, r.Actor).Scan(&r.Started)
 	if err != nil {
 		return fmt.Errorf("insert recon run: %w", err)
 	}
