@@ -61,8 +61,12 @@ func StartPublishSpan(ctx context.Context, ev *eventsv1.ChangeEvent) (context.Co
 		))
 }
 
-// Decode parses and validates a change event. Errors wrap ErrInvalidEvent.
+// Decode parses and validates a change event. Errors wrap ErrInvalidEvent;
+// an event over MaxEventBytes also wraps ErrEventTooLarge.
 func Decode(data []byte) (*eventsv1.ChangeEvent, error) {
+	if err := checkSize(data); err != nil {
+		return nil, err
+	}
 	ev := &eventsv1.ChangeEvent{}
 	if err := proto.Unmarshal(data, ev); err != nil {
 		return nil, fmt.Errorf("%w: undecodable protobuf: %v", ErrInvalidEvent, err)

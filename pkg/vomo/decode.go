@@ -31,6 +31,52 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// MaxDepth is how deeply a response may nest objects and arrays, envelope
+// included. VOMO's records are a few levels deep; a deeper body is rejected
+// before any decoder (or, downstream, the processor and a destination)
+// walks it.
+const MaxDepth = 64
+
+// ErrTooDeep is the Err of the *DecodeError for a body nested deeper than
+// MaxDepth.
+var ErrTooDeep = errors.New("nested deeper than the limit")
+
+// tooDeep reports whether JSON b nests deeper than limit. It scans bytes
+// (strings skipped) without decoding; malformed JSON is the decoder's to
+// reject.
+func tooDeep(b []byte, limit int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > limit {
+				return true
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return false
+}
+
+func depthError(u string) *DecodeError {
+	return &DecodeError{URL: u, Reason: fmt.Sprintf("over %d levels of nesting", MaxDepth), Err: ErrTooDeep}
+}
+
 // ID is a record id sent as a JSON number or string; it is kept as a string.
 type ID string
 
@@ -197,10 +243,14 @@ type wireRecord struct {
 }
 
 // DecodePage parses a list response body. It returns a *DecodeError naming
-// the field when the envelope or any record is malformed.
+// the field when the envelope or any record is malformed, or wrapping
+// ErrTooDeep when the body nests deeper than MaxDepth.
 func DecodePage(body []byte, pageURL string) (Page, error) {
 	bad := func(field, reason string, err error) (Page, error) {
 		return Page{}, &DecodeError{URL: pageURL, Field: field, Reason: reason, Err: err}
+	}
+	if tooDeep(body, MaxDepth) {
+		return Page{}, depthError(pageURL)
 	}
 	var w wirePage
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -322,6 +372,9 @@ func decodeRecord(raw json.RawMessage) (Record, string, string, error) {
 // DecodeDetail returns the data member of a detail response, checking that
 // it is an object with an id.
 func DecodeDetail(body []byte, u string) (json.RawMessage, error) {
+	if tooDeep(body, MaxDepth) {
+		return nil, depthError(u)
+	}
 	var w struct {
 		Data json.RawMessage `json:"data"`
 	}

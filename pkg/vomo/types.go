@@ -180,6 +180,9 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 // e.g. vomo.Decode[vomo.User](rec.Raw).
 func Decode[T any](raw json.RawMessage) (T, error) {
 	var v T
+	if tooDeep(raw, MaxDepth) {
+		return v, fmt.Errorf("vomo: decode %T: %w", v, ErrTooDeep)
+	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, fmt.Errorf("vomo: decode %T: %w", v, err)
 	}

@@ -33,9 +33,15 @@ var ErrInvalid = errors.New("invalid customer file")
 // durationPaths are the fields that hold Go durations ("15m", "36h").
 var durationPaths = []string{"overlap", "settle", "retry_after_cap", "recovery.window", "reconcile.daily_window", "reconcile.full_every"}
 
+// MaxFileBytes bounds a customer file: a real one is a page of YAML.
+const MaxFileBytes = 1 << 20
+
 // Parse reads and validates a customer file.
 func Parse(data []byte) (File, error) {
 	var f File
+	if len(data) > MaxFileBytes {
+		return f, fmt.Errorf("%w: %d bytes, over %d", ErrInvalid, len(data), MaxFileBytes)
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return f, fmt.Errorf("%w: not YAML: %v", ErrInvalid, err)

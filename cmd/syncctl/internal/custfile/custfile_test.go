@@ -65,3 +65,17 @@ actions:
 	require.NoError(t, err)
 	require.Empty(t, same)
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("id: acme\nresources: [users, groups]\ncadences: {users: 15m}\noverlap: 5m\n"))
+	f.Add([]byte("id: a\nactions:\n  - on: created\n    url: https://x\n"))
+	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := custfile.Parse(data)
+		if err != nil {
+			require.ErrorIs(t, err, custfile.ErrInvalid)
+			return
+		}
+		require.NotEmpty(t, file.ID, "accepted a file without an id")
+	})
+}
