@@ -11,6 +11,7 @@ import (
 	"github.com/vomosync/vomosync/pkg/checkpoint"
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/messaging"
+	"github.com/vomosync/vomosync/services/console/ops"
 )
 
 func operator() string {
@@ -127,6 +128,10 @@ func (a *app) decide(cust, res, strategy, reason string, pos *time.Time, yes boo
 	err = checkpoint.Decide(a.ctx, pool, checkpoint.Decision{CustomerID: cust, Resource: res, Actor: operator(),
 		Strategy: strategy, Reason: reason, New: pos})
 	if err != nil {
+		return err
+	}
+	if err := ops.Record(a.ctx, pool, ops.Action{Actor: operator(), Via: ops.ViaSyncctl, Action: "checkpoint_" + strategy,
+		Customer: cust, Resource: res, Reason: reason, Detail: map[string]any{"old": old, "new": pos.UTC().Format(time.RFC3339)}}); err != nil {
 		return err
 	}
 	// A held pair resumes once an operator has decided.

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vomosync/vomosync/pkg/customer"
+	"github.com/vomosync/vomosync/services/console/ops"
 )
 
 func (a *app) customersCmd() *cobra.Command {
@@ -36,6 +37,12 @@ func (a *app) readToken(tokenEnv string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
+// audit records an action of the operator running syncctl (never a token).
+func (a *app) audit(db ops.DBTX, action, customer, reason string, detail map[string]any) error {
+	return ops.Record(a.ctx, db, ops.Action{Actor: operator(), Via: ops.ViaSyncctl, Action: action, Customer: customer,
+		Reason: reason, Detail: detail})
+}
+
 func (a *app) customersAddCmd() *cobra.Command {
 	var n customer.New
 	var resources, tokenEnv string
@@ -56,6 +63,9 @@ func (a *app) customersAddCmd() *cobra.Command {
 				n.Resources = strings.Split(resources, ",")
 			}
 			if err := customer.NewStore(pool, keys).Add(a.ctx, n); err != nil {
+				return err
+			}
+			if err := a.audit(pool, "customer_add", n.ID, "", map[string]any{"resources": n.Resources}); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "customer %s added (%s)\n", n.ID, strings.Join(n.Resources, ","))
@@ -122,6 +132,9 @@ func (a *app) customersDisableCmd() *cobra.Command {
 			if err := customer.NewStore(pool, nil).SetStatus(a.ctx, id, "disabled", reason); err != nil {
 				return err
 			}
+			if err := a.audit(pool, "customer_disable", id, reason, nil); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.out, "customer %s disabled\n", id)
 			return nil
 		},
@@ -155,6 +168,9 @@ func (a *app) customersSetTokenCmd() *cobra.Command {
 			if err := st.SetStatus(a.ctx, id, "active", ""); err != nil {
 				return err
 			}
+			if err := a.audit(pool, "customer_set_token", id, "", nil); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.out, "token of %s replaced; customer active\n", id)
 			return nil
 		},
@@ -178,6 +194,9 @@ func (a *app) customersRewrapCmd() *cobra.Command {
 			defer pool.Close()
 			n, err := customer.NewStore(pool, keys).Rewrap(a.ctx)
 			if err != nil {
+				return err
+			}
+			if err := a.audit(pool, "customers_rewrap", "", "", map[string]any{"tokens": n, "kek_id": keys.CurrentID()}); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "%d token(s) re-wrapped under key %s\n", n, keys.CurrentID())
