@@ -30,6 +30,7 @@ var tenantTables = map[string]string{
 	"vomosync.participation_state": "customer_id", "vomosync.console_tokens": "customer_id",
 	"vomosync.console_sessions": "customer_id", "vomosync.operator_actions": "customer_id",
 	"vomosync.pair_health": "customer_id", "vomo_dest.users": "customer_id",
+	"vomosync.webhook_secrets": "customer_id", "vomosync.webhook_deliveries": "customer_id",
 }
 
 // notTenant are the tables not keyed by a customer, on purpose.
@@ -68,6 +69,8 @@ func seedTenants(t *testing.T, db *pgtest.DB) {
 			`INSERT INTO vomosync.console_sessions (token_hash, kind, customer_id, token_id, expires_at) SELECT sha256(convert_to('s' || $1::text, 'UTF8')), 'customer', $1, id, now() + interval '1 hour' FROM vomosync.console_tokens WHERE customer_id = $1`,
 			`INSERT INTO vomosync.operator_actions (actor, via, action, customer_id) VALUES ('op', 'syncctl', 'pause', $1)`,
 			`INSERT INTO vomo_dest.users (customer_id, external_id, source_updated_at) VALUES ($1, 'e1', now())`,
+			`INSERT INTO vomosync.webhook_secrets (customer_id, ciphertext, wrapped_key, kek_id) VALUES ($1, '\x00', '\x00', 'k')`,
+			`INSERT INTO vomosync.webhook_deliveries (customer_id, body_sha256) VALUES ($1, '\x00')`,
 		} {
 			_, err := db.Pool.Exec(ctx, q, id)
 			require.NoError(t, err, q)
