@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -200,4 +201,29 @@ func FuzzEventOf(f *testing.F) {
 			t.Fatalf("type %q maps to unknown resource %q", typ, res)
 		}
 	})
+}
+
+func TestServerRunsUntilCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&webhook.Server{Handler: b.h}).Serve(ctx, ln) }()
+	body := []byte(`{"type":"project.created","data":{"id":3}}`)
+	req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/webhooks/vomo/acme", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set(webhook.SignatureHeader, sim.Sign("acme-secret", body))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	require.Equal(t, []string{"projects"}, b.due(t, "acme"))
+	cancel()
+	require.NoError(t, <-done)
+
+	require.NoError(t, webhook.Settings{}.Validate(), "off by default")
+	require.ErrorContains(t, webhook.Settings{Addr: "8082", MaxBody: 1 << 20, ReplayWindow: time.Hour}.Validate(), "WEBHOOK_ADDR")
+	require.ErrorContains(t, webhook.Settings{Addr: ":8082", MaxBody: 1 << 30, ReplayWindow: time.Hour}.Validate(), "WEBHOOK_MAX_BODY")
 }

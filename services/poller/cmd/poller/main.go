@@ -26,6 +26,7 @@ import (
 	"github.com/vomosync/vomosync/services/poller/internal/runner"
 	"github.com/vomosync/vomosync/services/poller/internal/schedule"
 	"github.com/vomosync/vomosync/services/poller/poll"
+	"github.com/vomosync/vomosync/services/poller/webhook"
 )
 
 var version = "dev"
@@ -42,6 +43,7 @@ type Config struct {
 	Lease       time.Duration `env:"POLLER_LEASE" envDefault:"2m"`
 	Tick        time.Duration `env:"POLLER_TICK" envDefault:"1s"`
 	Faults      faults.Settings
+	Webhook     webhook.Settings
 }
 
 // Validate checks cross-field rules.
@@ -58,7 +60,7 @@ func (c Config) Validate() error {
 	if c.Lease < 10*time.Second {
 		return fmt.Errorf("POLLER_LEASE=%s: want at least 10s", c.Lease)
 	}
-	return nil
+	return c.Webhook.Validate()
 }
 
 func main() { service.Main("poller", run) }
@@ -135,6 +137,12 @@ func run(ctx context.Context) error {
 	g.Go(func() error { return sched.Run(gctx) })
 	gauges := &runner.Gauges{DB: pool, Metrics: pm, Every: 15 * time.Second, Log: logging.Component(log, "gauges")}
 	g.Go(func() error { return gauges.Run(gctx) })
+	if cfg.Webhook.Addr != "" {
+		wh := &webhook.Server{Addr: cfg.Webhook.Addr, Handler: &webhook.Handler{DB: pool, Keys: keys,
+			MaxBody: cfg.Webhook.MaxBody, ReplayWindow: cfg.Webhook.ReplayWindow, Log: logging.Component(log, "webhook")}}
+		log.Info().Str("addr", cfg.Webhook.Addr).Msg("webhook intake on")
+		g.Go(func() error { return wh.Run(gctx) })
+	}
 	err = g.Wait()
 	log.Info().Msg("poller stopped")
 	return err
