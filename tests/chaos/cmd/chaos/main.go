@@ -25,6 +25,7 @@ func run() int {
 	seed := flag.Int64("seed", 1, "seed of the workload, the simulator and the fault schedules")
 	keep := flag.Bool("keep", false, "keep every scratch directory (logs, stores); failed ones are always kept")
 	head := flag.Bool("head", false, "build the services from the committed HEAD, not the working tree")
+	all := flag.Bool("all", false, "with -profile short: also run the long-only scenarios, at the short size")
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	flag.Parse()
 	p, ok := chaos.Profiles[*profile]
@@ -53,7 +54,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	results, err := chaos.RunProfile(ctx, chaos.Config{Profile: p, Seed: *seed, Pattern: re, Keep: *keep, Out: os.Stdout, FromHead: *head})
+	results, err := chaos.RunProfile(ctx, chaos.Config{Profile: p, Seed: *seed, Pattern: re, Keep: *keep, Out: os.Stdout, FromHead: *head, All: *all})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 1
