@@ -221,9 +221,11 @@ func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
 	if map_ == 0 {
 		map_ = cfg.Workers * cfg.BatchSize * 4
 	}
-	// Redeliveries after a crash (no ack, no nak) back off: a message that
-	// kills the process cannot spin. Explicit failures use NakWithDelay.
-	backoff := []time.Duration{cfg.AckWait, 2 * cfg.AckWait, 4 * cfg.AckWait, 8 * cfg.AckWait}
+	// No BackOff: with one, JetStream measures a NakWithDelay on a message
+	// already redelivered from the BackOff step instead of from now, so the
+	// retry delay of a nak'd batch became AckWait (or more) plus the delay
+	// asked for. A message that kills the process (no ack, no nak) is
+	// redelivered once per AckWait, at most MaxDeliver times.
 	return jetstream.ConsumerConfig{
 		Durable:       messaging.ConsumerName,
 		Description:   "vomosync processor: change events to destinations",
@@ -231,12 +233,11 @@ func ConsumerConfig(cfg Config) jetstream.ConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		BackOff:       backoff,
 		// The processor dead-letters a record after PROCESSOR_MAX_DELIVER
 		// failed attempts itself; the broker's larger limit only stops
 		// redelivery of messages that never get an answer (a database down
 		// for hours), which the reconciler then recovers.
-		MaxDeliver:    max(cfg.MaxDeliver, len(backoff)) + 20,
+		MaxDeliver:    cfg.MaxDeliver + 20,
 		MaxAckPending: map_,
 		MaxWaiting:    512,
 	}

@@ -29,7 +29,8 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	require.Equal(t, messaging.ConsumerName, cc.Durable)
 	require.Equal(t, "vomosync.changes.>", cc.FilterSubject)
 	require.Equal(t, 4000, cc.MaxAckPending, "workers × batch × 4")
-	require.LessOrEqual(t, len(cc.BackOff), cc.MaxDeliver)
+	require.Empty(t, cc.BackOff, "a BackOff would stretch every NakWithDelay after the first redelivery")
+	require.Greater(t, cc.MaxDeliver, cfg.MaxDeliver)
 }
 
 // One record's journey: applied to the destination table, sync state and

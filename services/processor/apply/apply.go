@@ -105,6 +105,8 @@ type Stats struct {
 	OutboxEnqueued  atomic.Int64
 	OutboxConflicts atomic.Int64 // enqueue attempts of a dedup key already queued
 	TxRetries       atomic.Int64
+	// Unstaged counts batches the fast path handed to the general path.
+	Unstaged atomic.Int64
 	// Time spent per phase of the batch transaction, summed over batches.
 	Phase [numPhases]atomic.Int64
 }
@@ -167,14 +169,20 @@ func (a *Applier) Apply(ctx context.Context, msgs []Message) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	staged := !a.DryRun
 	for attempt := 1; ; attempt++ {
 		res := slices.Clone(pre)
 		for _, c := range cands {
 			c.prev, c.outcome, c.inserted = nil, "", false
 		}
-		err := a.run(ctx, msgs, cands, res)
+		err := a.run(ctx, msgs, cands, res, staged)
 		if err == nil {
 			return res, nil
+		}
+		if errors.Is(err, errUnstaged) && staged {
+			staged = false
+			a.stats.Unstaged.Add(1)
+			continue
 		}
 		if !retryableTx(err) || attempt >= 4 || ctx.Err() != nil {
 			return nil, err
@@ -210,6 +218,10 @@ func (a *Applier) prepare(ctx context.Context, msgs []Message) ([]Result, []*can
 		ev := m.Event
 		if len(ev.GetRecordId()) > 200 {
 			dead(i, ClassInvalid, fmt.Errorf("record_id of %d bytes is longer than 200", len(ev.GetRecordId())))
+			continue
+		}
+		if strings.IndexByte(ev.GetRecordId(), 0) >= 0 {
+			dead(i, ClassInvalid, errors.New("record_id contains a NUL byte"))
 			continue
 		}
 		if !customer.KnownResource(ev.GetResource()) {
@@ -319,8 +331,9 @@ func traceID(ctx context.Context) string {
 	return sc.TraceID().String()
 }
 
-// run is one attempt of the batch transaction.
-func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []Result) error {
+// run is one attempt of the batch transaction. staged lets winners whose
+// destination supports it take the fast path (stage.go).
+func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []Result, staged bool) error {
 	tm := &timer{s: &a.stats, last: time.Now()}
 	tx, err := a.DB.Begin(ctx)
 	if err != nil {
@@ -335,18 +348,31 @@ func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []
 			winners = append(winners, k)
 		}
 	}
-	if len(winners) > 0 {
-		if err := guard(ctx, tx, winners); err != nil {
+	rest, usedStage := winners, false
+	if staged && len(winners) > 0 {
+		var fast []*cand
+		fast, rest = splitStaged(winners)
+		if len(fast) > 0 {
+			usedStage = true
+			if err := a.applyStaged(ctx, tx, fast, res, tm); err != nil {
+				return err
+			}
+		}
+	}
+	if len(rest) > 0 {
+		if err := guard(ctx, tx, rest); err != nil {
 			return err
 		}
 		tm.mark(PhaseGuard)
-		if err := a.writeDestinations(ctx, tx, msgs, winners, res); err != nil {
+		if err := a.writeDestinations(ctx, tx, msgs, rest, res); err != nil {
 			return err
 		}
 		tm.mark(PhaseDestination)
-		if err := a.recordState(ctx, tx, winners, res); err != nil {
+		if err := a.recordState(ctx, tx, rest, res); err != nil {
 			return err
 		}
+	}
+	if len(winners) > 0 {
 		if err := a.enqueueActions(ctx, tx, winners); err != nil {
 			return err
 		}
@@ -366,6 +392,9 @@ func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []
 		return fmt.Errorf("commit batch: %w", err)
 	}
 	tm.mark(PhaseCommit)
+	if usedStage {
+		markStageReady(tx)
+	}
 	return nil
 }
 
@@ -593,19 +622,9 @@ func (a *Applier) settle(k *cand, m Message, err error, res []Result) {
 // for versions that were not applied are removed again.
 func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, res []Result) error {
 	for _, k := range winners {
-		if k.outcome != Applied {
-			continue
+		if k.outcome == Applied {
+			res[k.i] = appliedResult(k)
 		}
-		r := Result{Outcome: Applied}
-		if !k.op.Delete {
-			r.FirstSeen = firstSeen(k)
-			var prev []byte
-			if k.prev != nil {
-				prev = k.prev.record
-			}
-			r.ChangedFields = changedFields(k.fields, prev)
-		}
-		res[k.i] = r
 	}
 	update := keysOf(winners, func(k *cand) bool { return k.outcome == Applied && !k.inserted })
 	if len(update.idx) > 0 {
@@ -631,6 +650,20 @@ func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, r
 		}
 	}
 	return nil
+}
+
+// appliedResult is the result of an applied version.
+func appliedResult(k *cand) Result {
+	r := Result{Outcome: Applied}
+	if !k.op.Delete {
+		r.FirstSeen = firstSeen(k)
+		var prev []byte
+		if k.prev != nil {
+			prev = k.prev.record
+		}
+		r.ChangedFields = changedFields(k.fields, prev)
+	}
+	return r
 }
 
 // firstSeen: no earlier version of the record was ever applied (a tombstone
@@ -738,41 +771,71 @@ func (a *Applier) deadLetterRows(ctx context.Context, tx pgx.Tx, msgs []Message,
 	return nil
 }
 
-var auditCols = []string{"customer_id", "resource", "record_id", "record_updated_at", "trace_id", "cycle_id",
-	"origin", "operation", "outcome", "changed_fields", "error"}
+const auditCopy = `COPY vomosync.audit_log (customer_id, resource, record_id, record_updated_at, trace_id, cycle_id,
+	origin, operation, outcome, changed_fields, error) FROM STDIN (FORMAT binary)`
 
 // audit writes one row per message with COPY.
 func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"vomosync", "audit_log"}, auditCols,
-		pgx.CopyFromSlice(len(msgs), func(i int) ([]any, error) {
-			m, r := msgs[i], res[i]
-			cust, resource := SubjectParts(m.Subject)
-			var recID, cycle, origin, op string
-			origin, op = "unspecified", "unknown"
-			var updated *time.Time
-			if ev := m.Event; ev != nil {
-				cust, resource, recID, cycle = ev.GetCustomerId(), ev.GetResource(), ev.GetRecordId(), ev.GetCycleId()
-				origin = OriginName(ev.GetOrigin())
-				op = "upsert"
-				if ev.GetOperation() == eventsv1.Operation_OPERATION_DELETE {
-					op = "delete"
-				}
-				if ts := ev.GetSourceUpdatedAt(); ts != nil {
-					t := ts.AsTime()
-					updated = &t
+	cb := newCopyBuf(len(msgs) * 256)
+	for i, m := range msgs {
+		r := res[i]
+		cust, resource := SubjectParts(m.Subject)
+		var recID, cycle, origin, op string
+		origin, op = "unspecified", "unknown"
+		var updated *time.Time
+		if ev := m.Event; ev != nil {
+			cust, resource, recID, cycle = ev.GetCustomerId(), ev.GetResource(), ev.GetRecordId(), ev.GetCycleId()
+			origin = OriginName(ev.GetOrigin())
+			op = "upsert"
+			if ev.GetOperation() == eventsv1.Operation_OPERATION_DELETE {
+				op = "delete"
+			}
+			if ts := ev.GetSourceUpdatedAt(); ts != nil {
+				t := ts.AsTime()
+				updated = &t
+			}
+		}
+		cb.row(11)
+		cb.text(pgText(cust))
+		cb.text(pgText(resource))
+		cb.text(pgText(recID))
+		if updated != nil {
+			cb.timestamptz(*updated)
+		} else {
+			cb.null()
+		}
+		cb.text(traceID(m.Ctx))
+		cb.text(pgText(cycle))
+		cb.text(origin)
+		cb.text(op)
+		cb.text(string(r.Outcome))
+		if r.Outcome == Applied && r.ChangedFields != nil {
+			fields := r.ChangedFields
+			for j, f := range fields {
+				if strings.IndexByte(f, 0) >= 0 {
+					fields = slices.Clone(fields)
+					fields[j] = pgText(f)
 				}
 			}
-			var changed any
-			if r.Outcome == Applied && r.ChangedFields != nil {
-				changed = r.ChangedFields
-			}
-			return []any{cust, resource, recID, updated, traceID(m.Ctx), cycle, origin, op, string(r.Outcome),
-				changed, errText(r.Err)}, nil
-		}))
-	if err != nil {
+			cb.textArray(fields)
+		} else {
+			cb.null()
+		}
+		cb.text(errText(r.Err))
+	}
+	if err := copyIn(ctx, tx, cb.done(), auditCopy); err != nil {
 		return fmt.Errorf("audit copy: %w", err)
 	}
 	return nil
+}
+
+// pgText drops NUL bytes, which valid UTF-8 allows and Postgres text does
+// not (a subject, cycle id or field name must not fail the audit copy).
+func pgText(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // OriginName is the audit spelling of an origin: poll, backfill, reconcile,
@@ -803,5 +866,5 @@ func errText(err error) string {
 	if len(s) > 2000 {
 		s = s[:2000]
 	}
-	return strings.ToValidUTF8(s, "?")
+	return pgText(strings.ToValidUTF8(s, "?"))
 }

@@ -36,7 +36,11 @@ func NewPostgres(schema string, hardDelete bool) (*Postgres, error) {
 func EnsureSchema(ctx context.Context, db interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }, schema string) error {
-	if _, err := db.Exec(ctx, `SELECT vomosync.ensure_destination_schema($1)`, schema); err != nil {
+	// Serialised by an advisory lock held until the statement commits:
+	// concurrent CREATE ... IF NOT EXISTS of the same tables fails with
+	// "tuple concurrently updated" (workers or replicas starting together).
+	if _, err := db.Exec(ctx, `SELECT vomosync.ensure_destination_schema($1)
+		FROM (SELECT pg_advisory_xact_lock(hashtext('vomosync.ensure_destination_schema'))) AS serialised`, schema); err != nil {
 		return fmt.Errorf("ensure destination schema %s: %w", schema, err)
 	}
 	return nil
@@ -80,6 +84,67 @@ func (p *Postgres) Apply(ctx context.Context, tx pgx.Tx, ops []Op) ([]error, err
 	for _, g := range order {
 		if err := p.write(ctx, tx, g.resource, g.del, ops, idx[g], res); err != nil {
 			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// ApplyStaged is Apply for the processor's fast path: the records are not
+// sent again but copied from stage, the batch's temporary table in the same
+// transaction (columns idx, customer_id, external_id, source_updated_at,
+// record, trace_id); rows[i] is the stage row of ops[i]. Deletes take the
+// ordinary path. When some upsert finds a newer version in place it returns
+// an error wrapping ErrStale without saying which: the caller rolls back and
+// uses Apply, which does.
+func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, ops []Op) ([]error, error) {
+	if len(rows) != len(ops) {
+		return nil, fmt.Errorf("%d stage rows for %d ops", len(rows), len(ops))
+	}
+	res := make([]error, len(ops))
+	byResource := map[string][]int{}
+	var resources []string
+	var deletes []Op
+	var deleteAt []int
+	for i, op := range ops {
+		if op.Delete {
+			deletes, deleteAt = append(deletes, op), append(deleteAt, i)
+			continue
+		}
+		if _, ok := byResource[op.Resource]; !ok {
+			resources = append(resources, op.Resource)
+		}
+		byResource[op.Resource] = append(byResource[op.Resource], i)
+	}
+	slices.Sort(resources)
+	for _, resource := range resources {
+		which := byResource[resource]
+		idx := make([]int32, len(which))
+		for j, i := range which {
+			idx[j] = rows[i]
+		}
+		table := pgx.Identifier{p.schema, resource}.Sanitize()
+		// Cached as a generic plan: it joins only the small stage table.
+		tag, err := tx.Exec(ctx, `INSERT INTO `+table+` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
+			SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
+			FROM `+stage+` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
+			ORDER BY s.customer_id, s.external_id
+			ON CONFLICT (customer_id, external_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at,
+				deleted = false, deleted_at = NULL, record = EXCLUDED.record, trace_id = EXCLUDED.trace_id, synced_at = now()
+			WHERE d.source_updated_at < EXCLUDED.source_updated_at`, idx)
+		if err != nil {
+			return nil, classify(resource, err)
+		}
+		if n := int(tag.RowsAffected()); n != len(which) {
+			return nil, fmt.Errorf("%w: %d of %d %s rows found a newer version in place", ErrStale, len(which)-n, len(which), resource)
+		}
+	}
+	if len(deletes) > 0 {
+		r, err := p.Apply(ctx, tx, deletes)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range deleteAt {
+			res[i] = r[j]
 		}
 	}
 	return res, nil

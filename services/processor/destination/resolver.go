@@ -65,9 +65,10 @@ type Resolver struct {
 	DryRun      *DryRun
 	ForceDryRun bool
 
-	mu      sync.Mutex
-	schemas map[string]bool
-	cache   map[string]cached
+	mu       sync.Mutex
+	ensureMu sync.Mutex
+	schemas  map[string]bool
+	cache    map[string]cached
 }
 
 type cached struct {
@@ -152,6 +153,8 @@ func (r *Resolver) timeout() time.Duration {
 }
 
 func (r *Resolver) ensureSchema(ctx context.Context, schema string) error {
+	r.ensureMu.Lock() // one creation at a time, the others wait for it
+	defer r.ensureMu.Unlock()
 	r.mu.Lock()
 	done := r.schemas[schema]
 	r.mu.Unlock()

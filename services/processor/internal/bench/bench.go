@@ -60,19 +60,23 @@ type Options struct {
 
 // Report is what a run measured.
 type Report struct {
-	N, BaselineN, Workers   int
-	PublishRate             float64 // events/s into JetStream (async, acked)
-	Elapsed                 time.Duration
-	Rate                    float64 // events/s stream -> committed destination + audit, acked
-	BaselineElapsed         time.Duration
-	BaselineRate            float64
-	Ratio                   float64
-	PeakHeapBytes           uint64 // sampled Go heap during the processor phase
-	PeakRSSBytes            uint64 // peak RSS of the processor process during its phase (NATS runs in a child process)
-	DestRows, AuditRows     int
-	Batches, TxRetries      int64
-	Phases                  string
-	Records, UpdateFraction float64
+	N, BaselineN, Workers int
+	PublishRate           float64 // events/s into JetStream (async, acked)
+	Elapsed               time.Duration
+	Rate                  float64 // events/s stream -> committed destination + audit, acked
+	BaselineElapsed       time.Duration
+	BaselineRate          float64
+	Ratio                 float64
+	PeakHeapBytes         uint64 // sampled Go heap during the processor phase
+	PeakRSSBytes          uint64 // peak RSS of the processor process during its phase (NATS runs in a child process)
+	DestRows, AuditRows   int
+	Batches, TxRetries    int64
+	Unstaged              int64
+	// CPU seconds spent during the processor phase by the processor
+	// process, the Postgres backends serving its pool, and JetStream.
+	CPUProcessor, CPUPostgres, CPUNATS float64
+	Phases                             string
+	Records, UpdateFraction            float64
 }
 
 func (r Report) String() string {
@@ -82,10 +86,13 @@ func (r Report) String() string {
   baseline (1 tx + 1 ack each): %8.0f events/s  (%d events in %s)
   ratio:                        %8.1fx
   peak Go heap %d MiB, peak RSS %d MiB (the processor's process; JetStream runs in a child process)
-  %s`,
+  CPU per event: processor %.0f µs, Postgres backends %.0f µs, JetStream %.0f µs (%.2f cores busy on average)
+  %s (fast path handed %d batches to the general path, %d transaction retries)`,
 		r.N, r.Workers, r.PublishRate, r.Rate, r.N, r.Elapsed.Round(time.Millisecond), r.DestRows, r.AuditRows,
 		r.BaselineRate, r.BaselineN, r.BaselineElapsed.Round(time.Millisecond), r.Ratio,
-		r.PeakHeapBytes>>20, r.PeakRSSBytes>>20, r.Phases)
+		r.PeakHeapBytes>>20, r.PeakRSSBytes>>20,
+		1e6*r.CPUProcessor/float64(max(r.N, 1)), 1e6*r.CPUPostgres/float64(max(r.N, 1)), 1e6*r.CPUNATS/float64(max(r.N, 1)),
+		(r.CPUProcessor+r.CPUPostgres+r.CPUNATS)/max(r.Elapsed.Seconds(), 1e-9), r.Phases, r.Unstaged, r.TxRetries)
 }
 
 // Run performs the benchmark in a scratch database and an embedded JetStream
@@ -126,7 +133,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			return rep, fmt.Errorf("experiment sql: %w", err)
 		}
 	}
-	natsURL, stopNATS, err := startNATS()
+	natsURL, natsPID, stopNATS, err := startNATS()
 	if err != nil {
 		return rep, err
 	}
@@ -212,12 +219,21 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	var peakHeap atomic.Uint64
 	sampleDone := make(chan struct{})
 	go sampleHeap(&peakHeap, sampleDone)
+	backends, err := backendPIDs(ctx, pool)
+	if err != nil {
+		return rep, err
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
+	cpuPG0, cpuNATS0, cpuSelf0 := procCPU(backends...), procCPU(natsPID), selfCPU()
 	start := time.Now()
 	go func() { runErr <- p.Run(rctx) }()
 	err = waitDrained(ctx, js, runErr)
 	rep.Elapsed = time.Since(start)
+	if more, perr := backendPIDs(ctx, pool); perr == nil {
+		backends = more // connections opened during the run started from zero
+	}
+	rep.CPUPostgres, rep.CPUNATS, rep.CPUProcessor = procCPU(backends...)-cpuPG0, procCPU(natsPID)-cpuNATS0, selfCPU()-cpuSelf0
 	close(sampleDone)
 	rep.PeakRSSBytes = peakRSS()
 	cancel()
@@ -232,7 +248,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.Ratio = rep.Rate / rep.BaselineRate
 	rep.PeakHeapBytes = peakHeap.Load()
 	st := p.Applier().Stats()
-	rep.TxRetries = st.TxRetries.Load()
+	rep.TxRetries, rep.Unstaged = st.TxRetries.Load(), st.Unstaged.Load()
 	var total int64
 	for i := range st.Phase {
 		total += st.Phase[i].Load()
@@ -521,29 +537,30 @@ func ServeNATSIfChild() bool {
 	return true
 }
 
-// startNATS runs a JetStream server in a child process of this binary.
-func startNATS() (string, func(), error) {
+// startNATS runs a JetStream server in a child process of this binary and
+// returns its URL and process id.
+func startNATS() (string, int, func(), error) {
 	dir, err := os.MkdirTemp("", "procbench-js-")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command(exe) // #nosec G204 -- re-executes this benchmark binary as the JetStream child
 	cmd.Env = append(os.Environ(), natsChildEnv+"="+dir)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop := func() {
 		_ = stdin.Close()
@@ -553,7 +570,40 @@ func startNATS() (string, func(), error) {
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		stop()
-		return "", nil, fmt.Errorf("benchmark JetStream server did not start: %w", err)
+		return "", 0, nil, fmt.Errorf("benchmark JetStream server did not start: %w", err)
 	}
-	return strings.TrimSpace(line), stop, nil
+	return strings.TrimSpace(line), cmd.Process.Pid, stop, nil
 }
+
+// backendPIDs lists the Postgres backends connected to the pool's database.
+func backendPIDs(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	var pids []int
+	err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE datname = current_database()`).Scan(&pids)
+	return pids, err
+}
+
+// procCPU sums the user and system CPU seconds of processes (Linux, local
+// Postgres; 0 for those it cannot read).
+func procCPU(pids ...int) float64 {
+	var ticks uint64
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name; utime and stime are
+		// the 14th and 15th of the line.
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			f := strings.Fields(s[i+1:])
+			if len(f) > 12 {
+				u, _ := strconv.ParseUint(f[11], 10, 64)
+				st, _ := strconv.ParseUint(f[12], 10, 64)
+				ticks += u + st
+			}
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
+}
+
+func selfCPU() float64 { return procCPU(os.Getpid()) }
