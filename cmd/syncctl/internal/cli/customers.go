@@ -12,11 +12,12 @@ import (
 
 	"github.com/vomosync/vomosync/pkg/customer"
 	"github.com/vomosync/vomosync/services/console/ops"
+	"github.com/vomosync/vomosync/services/poller/webhook"
 )
 
 func (a *app) customersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "customers", Short: "Add, list, disable customers and rotate their tokens"}
-	cmd.AddCommand(a.customersAddCmd(), a.customersListCmd(), a.customersDisableCmd(), a.customersSetTokenCmd(), a.customersRewrapCmd())
+	cmd.AddCommand(a.customersAddCmd(), a.customersListCmd(), a.customersDisableCmd(), a.customersSetTokenCmd(), a.customersSetWebhookSecretCmd(), a.customersRewrapCmd())
 	return cmd
 }
 
@@ -177,6 +178,41 @@ func (a *app) customersSetTokenCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "id", "", "customer id")
 	cmd.Flags().StringVar(&tokenEnv, "token-env", "", "read the token from this environment variable instead of stdin")
+	_ = cmd.MarkFlagRequired("id")
+	return cmd
+}
+
+func (a *app) customersSetWebhookSecretCmd() *cobra.Command {
+	var id, secretEnv string
+	cmd := &cobra.Command{
+		Use:   "set-webhook-secret",
+		Short: "Store the secret VOMO signs this customer's webhooks with (read from stdin or --secret-env), encrypted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, keys, err := a.poolAndKeys()
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			secret, err := a.readToken(secretEnv)
+			if err != nil {
+				return err
+			}
+			if _, err := customer.NewStore(pool, nil).Get(a.ctx, id); err != nil {
+				return err
+			}
+			if err := webhook.SetSecret(a.ctx, pool, keys, id, secret); err != nil {
+				return err
+			}
+			if err := a.audit(pool, "customer_set_webhook_secret", id, "", nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "webhook secret of %s stored; point VOMO at <poller WEBHOOK_ADDR>/webhooks/vomo/%s\n", id, id)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "customer id")
+	cmd.Flags().StringVar(&secretEnv, "secret-env", "", "read the secret from this environment variable instead of stdin")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
 }

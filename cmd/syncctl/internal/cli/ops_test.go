@@ -339,6 +339,7 @@ func TestEveryActionIsAuditedWithItsActor(t *testing.T) {
 		{"tok-initech\n", []string{"customers", "add", "--id", "initech"}},
 		{"", []string{"apply", "-f", yaml, "--yes"}},
 		{"tok-initech-2\n", []string{"customers", "set-token", "--id", "initech"}},
+		{"whsec-initech\n", []string{"customers", "set-webhook-secret", "--id", "initech"}},
 		{"", []string{"checkpoint", "set", "--customer", "initech", "--resource", "users", "--to", "epoch", "--reason", "resync", "--yes"}},
 		{"", []string{"pause", "--customer", "initech", "--reason", "audit test"}},
 		{"", []string{"resume", "--customer", "initech", "--reason", "audit test"}},
@@ -361,7 +362,7 @@ func TestEveryActionIsAuditedWithItsActor(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	for action, cust := range map[string]string{"customer_add": "initech", "apply": "initech", "customer_set_token": "initech",
+	for action, cust := range map[string]string{"customer_add": "initech", "apply": "initech", "customer_set_token": "initech", "customer_set_webhook_secret": "initech",
 		"checkpoint_set": "initech", "pause": "initech", "resume": "initech",
 		"customer_disable": "initech", "dlq_discard": "", "operator_add": "", "console_token_create": "acme"} {
 		c, ok := got[action]
@@ -372,6 +373,11 @@ func TestEveryActionIsAuditedWithItsActor(t *testing.T) {
 	}
 	var leaked int
 	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT count(*) FROM vomosync.operator_actions WHERE detail::text LIKE '%tok-initech%'
-		OR detail::text LIKE '%passphrase%' OR detail::text LIKE '%vsct_%'`).Scan(&leaked))
+		OR detail::text LIKE '%whsec%' OR detail::text LIKE '%passphrase%' OR detail::text LIKE '%vsct_%'`).Scan(&leaked))
 	require.Zero(t, leaked, "no secret in the audit")
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT count(*) FROM vomosync.webhook_secrets
+		WHERE position('whsec' in encode(ciphertext, 'escape')) > 0`).Scan(&leaked))
+	require.Zero(t, leaked, "the webhook secret is stored encrypted")
+	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT count(*) FROM vomosync.webhook_secrets WHERE customer_id = 'initech'`).Scan(&leaked))
+	require.Equal(t, 1, leaked)
 }
