@@ -45,7 +45,7 @@ type Settings struct {
 	// Spec is "point=probability,...", e.g. "poller.after_fetch=0.05".
 	Spec string `env:"VOMOSYNC_FAULTS"`
 	// Seed seeds the kill decisions (mixed with the pid, see New); empty
-	// picks a random one, logged so a run can be repeated.
+	// picks a random one, logged so a run can be repeated. Ignored without Spec.
 	Seed string `env:"VOMOSYNC_FAULT_SEED"`
 	// ClockSkew shifts the service's own wall clock (may be negative).
 	ClockSkew time.Duration `env:"VOMOSYNC_CLOCK_SKEW"`
@@ -73,9 +73,9 @@ func (s Settings) Setup(log zerolog.Logger) (*Injector, func() time.Time, error)
 		inj = New(probs, seed^uint64(os.Getpid())*0x9e3779b97f4a7c15)
 		log.Warn().Str("faults", inj.String()).Uint64("fault_seed", seed).Int("pid", os.Getpid()).
 			Msg("FAULT INJECTION ENABLED (VOMOSYNC_FAULTS): this process SIGKILLs itself at the listed points; never set it in production")
-	} else if s.Seed != "" {
-		return nil, nil, fmt.Errorf("%w: VOMOSYNC_FAULT_SEED is set without VOMOSYNC_FAULTS", ErrConfig)
 	}
+	// A seed without faults is harmless (a harness may set it for every
+	// service) and ignored.
 	if s.ClockSkew != 0 {
 		log.Warn().Str("clock_skew", s.ClockSkew.String()).
 			Msg("CLOCK SKEW INJECTED (VOMOSYNC_CLOCK_SKEW): this process's wall clock is shifted; never set it in production")
