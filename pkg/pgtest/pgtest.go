@@ -40,6 +40,10 @@ func New(t testing.TB) *DB {
 	if _, err := postgres.Migrate(context.Background(), db.Pool); err != nil {
 		t.Fatalf("pgtest: migrate %s: %v", db.Name, err)
 	}
+	// AppURL works at once (a test may hand it to a binary).
+	if err := ensureAppLogin(context.Background(), db.Pool); err != nil {
+		t.Fatalf("pgtest: application login role: %v", err)
+	}
 	return db
 }
 
@@ -63,7 +67,8 @@ func ensureAppLogin(ctx context.Context, pool *pgxpool.Pool) error {
 	return err
 }
 
-// AppURL is db's URL as AppLogin (trust authentication, as the test server).
+// AppURL is db's URL as AppLogin (trust authentication, as the test
+// server); for a database made by New.
 func (db *DB) AppURL() string {
 	u, _ := url.Parse(db.URL)
 	u.User = url.User(AppLogin)

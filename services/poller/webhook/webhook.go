@@ -241,3 +241,39 @@ func SetSecret(ctx context.Context, db DB, keys *secrets.Keyring, customer, secr
 	}
 	return nil
 }
+
+// RewrapSecrets moves every webhook secret's data key to keys' current KEK
+// (the rotation step `syncctl customers rewrap` runs for API tokens too).
+// It returns how many it re-wrapped.
+func RewrapSecrets(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, keys *secrets.Keyring) (int, error) {
+	rows, err := db.Query(ctx, `SELECT customer_id, ciphertext, wrapped_key, kek_id FROM vomosync.webhook_secrets
+		WHERE kek_id <> $1 ORDER BY customer_id`, keys.CurrentID())
+	if err != nil {
+		return 0, fmt.Errorf("rewrap webhook secrets: %w", err)
+	}
+	type item struct {
+		customer string
+		sealed   secrets.Sealed
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (item, error) {
+		var it item
+		return it, r.Scan(&it.customer, &it.sealed.Ciphertext, &it.sealed.WrappedKey, &it.sealed.KEKID)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("rewrap webhook secrets: %w", err)
+	}
+	for i, it := range items {
+		r, err := keys.Rewrap(binding(it.customer), it.sealed)
+		if err != nil {
+			return i, fmt.Errorf("rewrap webhook secret of %s: %w", it.customer, err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE vomosync.webhook_secrets SET wrapped_key = $2, kek_id = $3, updated_at = now()
+			WHERE customer_id = $1 AND kek_id = $4`, it.customer, r.WrappedKey, r.KEKID, it.sealed.KEKID); err != nil {
+			return i, fmt.Errorf("rewrap webhook secret of %s: %w", it.customer, err)
+		}
+	}
+	return len(items), nil
+}

@@ -24,6 +24,7 @@ import (
 )
 
 type testBundle struct {
+	kek   string        // the keyring's KEK (base64)
 	owner *pgxpool.Pool // to look at the result
 	h     *webhook.Handler
 	srv   *httptest.Server
@@ -54,7 +55,7 @@ func setup(t *testing.T) *testBundle {
 	h.Routes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &testBundle{owner: db.Pool, h: h, srv: srv}
+	return &testBundle{kek: base64.StdEncoding.EncodeToString(kb), owner: db.Pool, h: h, srv: srv}
 }
 
 func (b *testBundle) post(t *testing.T, cust string, body []byte, sig string) int {
@@ -226,4 +227,36 @@ func TestServerRunsUntilCancelled(t *testing.T) {
 	require.NoError(t, webhook.Settings{}.Validate(), "off by default")
 	require.ErrorContains(t, webhook.Settings{Addr: "8082", MaxBody: 1 << 20, ReplayWindow: time.Hour}.Validate(), "WEBHOOK_ADDR")
 	require.ErrorContains(t, webhook.Settings{Addr: ":8082", MaxBody: 1 << 30, ReplayWindow: time.Hour}.Validate(), "WEBHOOK_MAX_BODY")
+}
+
+// After a KEK rotation and a rewrap, the secret still verifies with only
+// the new key configured; a secret copied to another customer never does.
+func TestSecretsRotateAndStayBound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	body := []byte(`{"type":"group.updated","data":{"id":9}}`)
+
+	_, err := b.owner.Exec(ctx, `UPDATE vomosync.webhook_secrets g SET ciphertext = a.ciphertext, wrapped_key = a.wrapped_key
+		FROM vomosync.webhook_secrets a WHERE a.customer_id = 'acme' AND g.customer_id = 'globex'`)
+	require.NoError(t, err)
+	_, err = b.h.Deliver(ctx, "globex", body, sim.Sign("acme-secret", body))
+	require.Error(t, err, "acme's sealed secret copied to globex does not open")
+	_, err = b.owner.Exec(ctx, `DELETE FROM vomosync.webhook_secrets WHERE customer_id = 'globex'`)
+	require.NoError(t, err)
+
+	nb := make([]byte, 32)
+	_, _ = rand.Read(nb)
+	newKEK := base64.StdEncoding.EncodeToString(nb)
+	rotating, err := secrets.NewKeyring(newKEK, b.kek)
+	require.NoError(t, err)
+	n, err := webhook.RewrapSecrets(ctx, b.owner, rotating)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	onlyNew, err := secrets.NewKeyring(newKEK)
+	require.NoError(t, err)
+	b.h.Keys = onlyNew
+	out, err := b.h.Deliver(ctx, "acme", body, sim.Sign("acme-secret", body))
+	require.NoError(t, err)
+	require.Equal(t, webhook.Triggered, out)
 }

@@ -232,10 +232,14 @@ func (a *app) customersRewrapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := a.audit(pool, "customers_rewrap", "", "", map[string]any{"tokens": n, "kek_id": keys.CurrentID()}); err != nil {
+			w, err := webhook.RewrapSecrets(a.ctx, pool, keys)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%d token(s) re-wrapped under key %s\n", n, keys.CurrentID())
+			if err := a.audit(pool, "customers_rewrap", "", "", map[string]any{"tokens": n, "webhook_secrets": w, "kek_id": keys.CurrentID()}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%d token(s) and %d webhook secret(s) re-wrapped under key %s\n", n, w, keys.CurrentID())
 			return nil
 		},
 	}

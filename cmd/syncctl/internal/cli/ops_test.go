@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/vomosync/vomosync/cmd/syncctl/internal/cli"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/natstest"
+	"github.com/vomosync/vomosync/pkg/pgtest"
 	eventsv1 "github.com/vomosync/vomosync/proto/events/v1"
 	"github.com/vomosync/vomosync/services/console/auth"
 	"github.com/vomosync/vomosync/services/console/consoletest"
@@ -380,4 +382,29 @@ func TestEveryActionIsAuditedWithItsActor(t *testing.T) {
 	require.Zero(t, leaked, "the webhook secret is stored encrypted")
 	require.NoError(t, f.Pool.QueryRow(ctx, `SELECT count(*) FROM vomosync.webhook_secrets WHERE customer_id = 'initech'`).Scan(&leaked))
 	require.Equal(t, 1, leaked)
+}
+
+// Rotation re-wraps API tokens and webhook secrets alike.
+func TestRewrapCoversWebhookSecrets(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	t.Setenv("DATABASE_URL", db.AppURL())
+	kek := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+	t.Setenv("VOMOSYNC_KEK", kek(1))
+	code, _, errOut := run(t, "tok-acme\n", "customers", "add", "--id", "acme")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	code, _, errOut = run(t, "whsec-acme\n", "customers", "set-webhook-secret", "--id", "acme")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	code, _, _ = run(t, "whsec-x\n", "customers", "set-webhook-secret", "--id", "nobody")
+	require.Equal(t, cli.ExitError, code, "unknown customer")
+	t.Setenv("VOMOSYNC_KEK", kek(2))
+	t.Setenv("VOMOSYNC_KEK_PREVIOUS", kek(1))
+	code, out, errOut := run(t, "", "customers", "rewrap")
+	require.Equal(t, cli.ExitOK, code, errOut)
+	require.Contains(t, out, "1 token(s) and 1 webhook secret(s) re-wrapped")
+	var stale int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM vomosync.customers WHERE kek_id <> c.kek_id)
+		+ (SELECT count(*) FROM vomosync.webhook_secrets WHERE kek_id <> c.kek_id)
+		FROM vomosync.customers c WHERE id = 'acme'`).Scan(&stale))
+	require.Zero(t, stale, "both under the new key")
 }
