@@ -324,3 +324,20 @@ func TestCustomerStoreAsAppRole(t *testing.T) {
 		return nil
 	}))
 }
+
+// PostgreSQL refuses COPY FROM into a table with row-level security for a
+// role subject to it, whatever the policy: writers that run as the
+// application role insert with INSERT ... SELECT FROM unnest(...) instead
+// (docs/security.md, "Known gap").
+func TestCopyIntoATenantTableIsRefusedToTheRole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	app := db.AppPool(t, false)
+	_, err := app.CopyFrom(ctx, pgx.Identifier{"vomosync", "audit_log"}, []string{"customer_id", "resource", "record_id", "origin", "outcome"},
+		pgx.CopyFromRows([][]any{{"acme", "users", "1", "poll", "applied"}}))
+	requireCode(t, err, "0A000", "COPY FROM with row-level security")
+	_, err = app.Exec(ctx, `INSERT INTO vomosync.audit_log (customer_id, resource, record_id, origin, outcome)
+		SELECT c, 'users', r, 'poll', 'applied' FROM unnest($1::text[], $2::text[]) AS u(c, r)`, []string{"acme"}, []string{"1"})
+	require.NoError(t, err, "the batch INSERT the role can use")
+}
