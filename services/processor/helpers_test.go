@@ -212,3 +212,27 @@ func (b *bundle) eventually(what string, cond func() bool) {
 }
 
 func (b *bundle) auditCount() int { return b.count(`SELECT count(*) FROM vomosync.audit_log`) }
+
+// consumerIdle: the processor's consumer exists and has nothing pending or
+// unacknowledged.
+func (b *bundle) consumerIdle() bool {
+	cons, err := b.js.Consumer(b.ctx, messaging.StreamChanges, messaging.ConsumerName)
+	if err != nil {
+		return false
+	}
+	info, err := cons.Info(b.ctx)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// logRows logs the rows of a query (shown when the test fails).
+func (b *bundle) logRows(sql string, args ...any) {
+	b.t.Helper()
+	rows, err := b.db.Pool.Query(b.ctx, sql, args...)
+	require.NoError(b.t, err)
+	defer rows.Close()
+	for rows.Next() {
+		v, err := rows.Values()
+		require.NoError(b.t, err)
+		b.t.Log(v...)
+	}
+}

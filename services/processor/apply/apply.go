@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
@@ -104,7 +103,9 @@ type Applier struct {
 type Stats struct {
 	OutboxEnqueued  atomic.Int64
 	OutboxConflicts atomic.Int64 // enqueue attempts of a dedup key already queued
-	TxRetries       atomic.Int64
+	TxRetries       atomic.Int64 // transient errors retried in-process
+	// Splits counts batch halvings looking for a record the database refuses.
+	Splits atomic.Int64
 	// Unstaged counts batches the fast path handed to the general path.
 	Unstaged atomic.Int64
 	// Time spent per phase of the batch transaction, summed over batches.
@@ -162,15 +163,58 @@ type prevState struct {
 }
 
 // Apply applies msgs in one transaction and returns one result per message.
-// An error means nothing was committed (database unavailable, context
-// cancelled): the caller retries the whole batch later.
+// Transient database errors are retried in-process (errors.go). When the
+// database refuses one record's data, the batch is split until that record
+// is alone, which is dead-lettered with the cause while the rest commits (in
+// several transactions). An error means the batch must be retried later
+// (database unavailable, context cancelled); part of it may have committed,
+// which a redelivery finds already applied.
 func (a *Applier) Apply(ctx context.Context, msgs []Message) ([]Result, error) {
+	res, err := a.attempt(ctx, msgs, nil)
+	if err != nil && dataFault(err) && !a.DryRun && ctx.Err() == nil {
+		return a.isolate(ctx, msgs, err)
+	}
+	return res, err
+}
+
+// isolate applies msgs, whose transaction failed with cause, in halves
+// until the record at fault is alone.
+func (a *Applier) isolate(ctx context.Context, msgs []Message, cause error) ([]Result, error) {
+	if len(msgs) == 1 {
+		return a.attempt(ctx, msgs, cause)
+	}
+	a.stats.Splits.Add(1)
+	half := len(msgs) / 2
+	out := make([]Result, 0, len(msgs))
+	for _, part := range [][]Message{msgs[:half], msgs[half:]} {
+		res, err := a.attempt(ctx, part, nil)
+		if err != nil && dataFault(err) && ctx.Err() == nil {
+			res, err = a.isolate(ctx, part, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res...)
+	}
+	return out, nil
+}
+
+// attempt runs the batch transaction until it commits, retrying transient
+// errors with backoff. refused, when set, is the data error the database
+// raised for msgs (a single message): it is dead-lettered with it.
+func (a *Applier) attempt(ctx context.Context, msgs []Message, refused error) ([]Result, error) {
 	pre, cands, err := a.prepare(ctx, msgs)
 	if err != nil {
 		return nil, err
 	}
+	if refused != nil {
+		for _, c := range cands {
+			pre[c.i] = Result{Outcome: DeadLettered, Class: ClassRejected, Err: dataFaultText(refused)}
+		}
+		cands = nil
+	}
 	staged := !a.DryRun
-	for attempt := 1; ; attempt++ {
+	for n := 1; ; n++ {
 		res := slices.Clone(pre)
 		for _, c := range cands {
 			c.prev, c.outcome, c.inserted = nil, "", false
@@ -184,18 +228,11 @@ func (a *Applier) Apply(ctx context.Context, msgs []Message) ([]Result, error) {
 			a.stats.Unstaged.Add(1)
 			continue
 		}
-		if !retryableTx(err) || attempt >= 4 || ctx.Err() != nil {
+		if !transient(err) || n >= txAttempts || ctx.Err() != nil || !txBackoff(ctx, n) {
 			return nil, err
 		}
 		a.stats.TxRetries.Add(1)
 	}
-}
-
-// retryableTx reports errors that a fresh attempt of the same transaction
-// usually avoids: deadlocks between replicas and serialization failures.
-func retryableTx(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // prepare validates messages, resolves customers and destinations, and picks
@@ -550,14 +587,14 @@ func (a *Applier) writeGroup(ctx context.Context, tx pgx.Tx, g []*cand) ([]error
 	switch {
 	case err == nil:
 		return perOp, nil
-	case retryableTx(err) || ctx.Err() != nil:
+	case abortsTx(tx, err) || ctx.Err() != nil:
 		return nil, err
 	case destination.Permanent(err) && len(ops) > 1:
 		out := make([]error, len(ops))
 		for j := range ops {
 			r, err := savepoint(ctx, tx, dest, ops[j:j+1])
 			switch {
-			case retryableTx(err):
+			case err != nil && (abortsTx(tx, err) || ctx.Err() != nil):
 				return nil, err
 			case err != nil:
 				out[j] = err
@@ -585,7 +622,7 @@ func savepoint(ctx context.Context, tx pgx.Tx, dest destination.Destination, ops
 		err = fmt.Errorf("destination answered %d results for %d ops", len(perOp), len(ops))
 	}
 	if err != nil {
-		if rbErr := sp.Rollback(ctx); rbErr != nil && !retryableTx(err) {
+		if rbErr := sp.Rollback(ctx); rbErr != nil && !abortsTx(tx, err) {
 			return nil, fmt.Errorf("rollback to savepoint: %w", rbErr)
 		}
 		return nil, err

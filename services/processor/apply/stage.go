@@ -191,7 +191,7 @@ func (a *Applier) applyStaged(ctx context.Context, tx pgx.Tx, winners []*cand, r
 // record the database refuses, the stage table gone) goes to the general
 // path, which isolates the record at fault.
 func unstaged(what string, err error) error {
-	if retryableTx(err) {
+	if transient(err) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s: %w", errUnstaged, what, err)
