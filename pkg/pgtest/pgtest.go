@@ -41,7 +41,7 @@ func New(t testing.TB) *DB {
 		t.Fatalf("pgtest: migrate %s: %v", db.Name, err)
 	}
 	// AppURL works at once (a test may hand it to a binary).
-	if err := ensureAppLogin(context.Background(), db.Pool); err != nil {
+	if err := EnsureAppLogin(context.Background(), db.Pool); err != nil {
 		t.Fatalf("pgtest: application login role: %v", err)
 	}
 	return db
@@ -52,9 +52,10 @@ func New(t testing.TB) *DB {
 // production). It is cluster-wide and shared by every test database.
 const AppLogin = "vomosync_test_app"
 
-// ensureAppLogin creates AppLogin once per cluster. Parallel tests may race
-// to create it (advisory locks are per database), so a duplicate is fine.
-func ensureAppLogin(ctx context.Context, pool *pgxpool.Pool) error {
+// EnsureAppLogin creates AppLogin once per cluster (New and AppPool call
+// it); pool needs CREATEROLE. Parallel tests may race to create it
+// (advisory locks are per database), so a duplicate is fine.
+func EnsureAppLogin(ctx context.Context, pool *pgxpool.Pool) error {
 	_, err := pool.Exec(ctx, `DO $$
 	BEGIN
 		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+AppLogin+`') THEN
@@ -83,7 +84,7 @@ func (db *DB) AppPool(t testing.TB, tenantOnly bool) *pgxpool.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ensureAppLogin(ctx, db.Pool); err != nil {
+	if err := EnsureAppLogin(ctx, db.Pool); err != nil {
 		t.Fatalf("pgtest: application login role: %v", err)
 	}
 	pool, err := postgres.Connect(ctx, postgres.Settings{URL: db.AppURL(), MaxConns: 4, ConnectTimeout: 10 * time.Second, TenantOnly: tenantOnly})

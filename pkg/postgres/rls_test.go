@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -340,4 +342,55 @@ func TestCopyIntoATenantTableIsRefusedToTheRole(t *testing.T) {
 	_, err = app.Exec(ctx, `INSERT INTO vomosync.audit_log (customer_id, resource, record_id, origin, outcome)
 		SELECT c, 'users', r, 'poll', 'applied' FROM unnest($1::text[], $2::text[]) AS u(c, r)`, []string{"acme"}, []string{"1"})
 	require.NoError(t, err, "the batch INSERT the role can use")
+}
+
+// Production migrates as an owner that is not a superuser: the migration
+// must work with the rights such an owner has, and leave it the owner.
+func TestMigrateAsANonSuperuserOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewEmpty(t)
+	const owner = "vomosync_test_owner"
+	_, err := db.Pool.Exec(ctx, `DO $$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+owner+`') THEN
+			BEGIN CREATE ROLE `+owner+` LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS;
+			EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
+		END IF; END $$`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `ALTER DATABASE `+db.Name+` OWNER TO `+owner)
+	require.NoError(t, err)
+	u, err := url.Parse(db.URL)
+	require.NoError(t, err)
+	u.User = url.User(owner)
+	ownerPool, err := postgres.Connect(ctx, postgres.Settings{URL: u.String(), MaxConns: 2, ConnectTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(ownerPool.Close)
+	_, err = postgres.Migrate(ctx, ownerPool)
+	require.NoError(t, err)
+
+	var foreign int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname IN ('vomosync', 'vomo_dest') AND c.relowner <> $1::regrole`, owner).Scan(&foreign))
+	require.Zero(t, foreign, "the owner owns everything")
+	store := customer.NewStore(ownerPool, newKeyring(t))
+	require.NoError(t, store.Add(ctx, customer.New{ID: "acme", Token: "t"}))
+	require.NoError(t, store.Add(ctx, customer.New{ID: "globex", Token: "t"}))
+	require.NoError(t, pgtest.EnsureAppLogin(ctx, db.Pool))
+	appURL, _ := url.Parse(db.URL)
+	appURL.User = url.User(pgtest.AppLogin)
+	app, err := postgres.Connect(ctx, postgres.Settings{URL: appURL.String(), MaxConns: 2, ConnectTimeout: 10 * time.Second, TenantOnly: true})
+	require.NoError(t, err)
+	t.Cleanup(app.Close)
+	require.NoError(t, postgres.CheckSchema(ctx, app))
+	require.NoError(t, postgres.WithTenant(ctx, app, "acme", func(tx pgx.Tx) error {
+		var ids []string
+		rows, err := tx.Query(ctx, `SELECT id FROM vomosync.customers`)
+		require.NoError(t, err)
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, []string{"acme"}, ids)
+		return nil
+	}))
+	_, err = app.Exec(ctx, `ALTER TABLE vomosync.customers DISABLE ROW LEVEL SECURITY`)
+	requireCode(t, err, "42501")
 }

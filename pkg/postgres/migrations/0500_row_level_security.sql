@@ -29,8 +29,10 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vomosync_app' AND (rolsuper OR rolbypassrls)) THEN
         RAISE EXCEPTION 'role vomosync_app must not be a superuser or bypass row-level security';
     END IF;
-    IF pg_has_role(current_user, 'vomosync_app', 'MEMBER') AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        RAISE EXCEPTION 'migrate as the schema owner, not as a member of vomosync_app (%)', current_user;
+    -- USAGE, not MEMBER: since PostgreSQL 16 a CREATEROLE owner holds an
+    -- ADMIN-only grant on the roles it creates, which confers no privileges.
+    IF pg_has_role(current_user, 'vomosync_app', 'USAGE') AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'migrate as the schema owner, not as a login of vomosync_app (%)', current_user;
     END IF;
 END
 $$;
