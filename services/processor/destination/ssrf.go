@@ -72,13 +72,18 @@ func ValidateURL(raw string, allowPrivate bool) (*url.URL, error) {
 	if allowPrivate {
 		return u, nil
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if ip, err := netip.ParseAddr(h); err == nil {
 		if !PublicAddr(ip) {
 			return nil, fmt.Errorf("%w: %s", ErrForbiddenTarget, ip)
 		}
 		return u, nil
 	}
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if numericHost(h) {
+		// 2130706433, 0x7f.1, 0177.0.0.1: resolvers that follow inet_aton
+		// read these as addresses (loopback here).
+		return nil, fmt.Errorf("%w: host %s is a numeric address in a non-standard form", ErrForbiddenTarget, h)
+	}
 	if h == "localhost" || !strings.Contains(h, ".") {
 		return nil, fmt.Errorf("%w: host %s is not a public name", ErrForbiddenTarget, h)
 	}
@@ -90,11 +95,36 @@ func ValidateURL(raw string, allowPrivate bool) (*url.URL, error) {
 	return u, nil
 }
 
+// numericHost reports a host whose every label is a decimal, octal or hex
+// number.
+func numericHost(h string) bool {
+	for _, label := range strings.Split(h, ".") {
+		digits := strings.TrimPrefix(label, "0x")
+		if digits == "" && label != "0x" {
+			return false
+		}
+		for _, c := range digits {
+			if !(c >= '0' && c <= '9' || label != digits && c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // NewClient returns an HTTP client for customer endpoints: it never uses a
 // proxy, never follows redirects, and (unless allowPrivate) refuses at
-// connect time any address that is not public, whatever DNS answered.
+// connect time any address that is not public, whatever DNS answered: the
+// check runs in the dialer's Control on the address being connected to,
+// after resolution, so a name that resolved to a public address when the
+// URL was checked and to a private one now (DNS rebinding) is refused.
 func NewClient(timeout time.Duration, allowPrivate bool) *http.Client {
-	d := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	return newClient(timeout, allowPrivate, nil)
+}
+
+// newClient is NewClient resolving names with r (nil: the system's).
+func newClient(timeout time.Duration, allowPrivate bool, r *net.Resolver) *http.Client {
+	d := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second, Resolver: r}
 	if !allowPrivate {
 		d.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
