@@ -168,4 +168,3 @@ func startDNS(t *testing.T, answers ...string) string {
 	}()
 	return pc.LocalAddr().String()
 }
-
