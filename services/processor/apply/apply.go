@@ -97,6 +97,7 @@ type Applier struct {
 	DryRun bool
 
 	stats Stats
+	names nameTable
 }
 
 // Stats are counters for tests, logs and the benchmark.
@@ -660,7 +661,7 @@ func (a *Applier) settle(k *cand, m Message, err error, res []Result) {
 func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, res []Result) error {
 	for _, k := range winners {
 		if k.outcome == Applied {
-			res[k.i] = appliedResult(k)
+			res[k.i] = a.appliedResult(k)
 		}
 	}
 	update := keysOf(winners, func(k *cand) bool { return k.outcome == Applied && !k.inserted })
@@ -690,7 +691,7 @@ func (a *Applier) recordState(ctx context.Context, tx pgx.Tx, winners []*cand, r
 }
 
 // appliedResult is the result of an applied version.
-func appliedResult(k *cand) Result {
+func (a *Applier) appliedResult(k *cand) Result {
 	r := Result{Outcome: Applied}
 	if !k.op.Delete {
 		r.FirstSeen = firstSeen(k)
@@ -698,7 +699,7 @@ func appliedResult(k *cand) Result {
 		if k.prev != nil {
 			prev = k.prev.record
 		}
-		r.ChangedFields = changedFields(k.fields, prev)
+		r.ChangedFields = changedFields(k.fields, prev, &a.names)
 	}
 	return r
 }

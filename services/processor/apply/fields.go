@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"sync"
 )
 
 // field is one top-level member of a JSON object, as ranges of the raw
@@ -110,6 +111,36 @@ func endValue(b []byte, i int) int {
 	}
 }
 
+// nameTable hands out one string per field name, so the field names of
+// every record are not allocated again for each (a resource has a few dozen).
+type nameTable struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+// name is keyName(raw), shared. A nil table, or a full one, allocates.
+func (t *nameTable) name(raw []byte) string {
+	if t == nil {
+		return keyName(raw)
+	}
+	t.mu.RLock()
+	s, ok := t.m[string(raw)]
+	t.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = keyName(raw)
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[string]string{}
+	}
+	if len(t.m) < 4096 {
+		t.m[string(raw)] = s
+	}
+	t.mu.Unlock()
+	return s
+}
+
 // keyName unescapes a raw key (almost always a no-op).
 func keyName(raw []byte) string {
 	if bytes.IndexByte(raw, '\\') < 0 {
@@ -125,7 +156,7 @@ func keyName(raw []byte) string {
 // changedFields names the top-level keys whose values differ from the
 // previously applied record (every key for a first version). prev holds the
 // bytes applied last time, as stored in sync_state.
-func changedFields(now []field, prev []byte) []string {
+func changedFields(now []field, prev []byte, names *nameTable) []string {
 	var before []field
 	if len(prev) > 0 {
 		before, _ = topLevel(prev, make([]field, 0, len(now)))
@@ -133,12 +164,12 @@ func changedFields(now []field, prev []byte) []string {
 	out := make([]string, 0, len(now))
 	for _, f := range now {
 		if j := find(before, f.key); j < 0 || !sameJSON(before[j].val, f.val) {
-			out = append(out, keyName(f.key))
+			out = append(out, names.name(f.key))
 		}
 	}
 	for _, f := range before {
 		if find(now, f.key) < 0 {
-			out = append(out, keyName(f.key))
+			out = append(out, names.name(f.key))
 		}
 	}
 	slices.Sort(out)
@@ -158,7 +189,7 @@ func find(fs []field, key []byte) int {
 // whitespace (Postgres prints jsonb with spaces), then decoded (escapes and
 // number spellings differ between writers).
 func sameJSON(a, b []byte) bool {
-	if bytes.Equal(a, b) {
+	if bytes.Equal(a, b) || equalOutsideSpace(a, b) {
 		return true
 	}
 	var ca, cb bytes.Buffer
@@ -173,6 +204,36 @@ func sameJSON(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// equalOutsideSpace compares two JSON values ignoring whitespace outside
+// strings, without allocating: Postgres prints jsonb with a space after
+// every colon and comma, which is all that usually differs.
+func equalOutsideSpace(a, b []byte) bool {
+	i, j := 0, 0
+	inStr := false
+	for {
+		if !inStr {
+			i, j = skipWS(a, i), skipWS(b, j)
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		c := a[i]
+		if c != b[j] {
+			return false
+		}
+		switch {
+		case inStr && c == '\\':
+			if i+1 >= len(a) || j+1 >= len(b) || a[i+1] != b[j+1] {
+				return false
+			}
+			i, j = i+1, j+1
+		case c == '"':
+			inStr = !inStr
+		}
+		i, j = i+1, j+1
+	}
 }
 
 // jsonbSafe refuses what is valid JSON but that Postgres jsonb cannot store:

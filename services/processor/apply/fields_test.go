@@ -42,15 +42,18 @@ func TestChangedFields(t *testing.T) {
 	t.Parallel()
 	now, err := topLevel([]byte(`{"id":1,"email":"a@x","tags":["a","b"],"n":{"x":1},"new":true}`), nil)
 	require.NoError(t, err)
-	require.Equal(t, []string{"email", "id", "n", "new", "tags"}, changedFields(now, nil), "first version: every field")
+	require.Equal(t, []string{"email", "id", "n", "new", "tags"}, changedFields(now, nil, nil), "first version: every field")
 	prev := []byte(`{"id": 1, "email": "b@x", "tags": ["a", "b"], "n": {"x": 2}, "gone": 1}`)
-	require.Equal(t, []string{"email", "gone", "n", "new"}, changedFields(now, prev))
+	require.Equal(t, []string{"email", "gone", "n", "new"}, changedFields(now, prev, &nameTable{}))
 	amp, err := topLevel([]byte(`{"name":"a\u0026b","n":1.0}`), nil)
 	require.NoError(t, err)
-	require.Empty(t, changedFields(amp, []byte(`{"n": 1.0, "name": "a&b"}`)), "same values, other spelling")
+	require.Empty(t, changedFields(amp, []byte(`{"n": 1.0, "name": "a&b"}`), nil), "same values, other spelling")
 	esc, err := topLevel([]byte(`{"we\u00efrd":1}`), nil)
 	require.NoError(t, err)
-	require.Equal(t, []string{"weïrd"}, changedFields(esc, nil))
+	require.Equal(t, []string{"weïrd"}, changedFields(esc, nil, &nameTable{}))
+	require.True(t, equalOutsideSpace([]byte(`{"a":[1,"x y"]}`), []byte(`{"a": [1, "x y"]}`)))
+	require.False(t, equalOutsideSpace([]byte(`"x y"`), []byte(`"xy"`)), "spaces inside strings count")
+	require.False(t, equalOutsideSpace([]byte(`"a\"b"`), []byte(`"a\\"`)))
 }
 
 func TestJSONBSafe(t *testing.T) {

@@ -180,7 +180,7 @@ func (a *Applier) applyStaged(ctx context.Context, tx pgx.Tx, winners []*cand, r
 	tm.mark(PhaseDestination)
 	for _, k := range winners {
 		if k.outcome == Applied {
-			res[k.i] = appliedResult(k)
+			res[k.i] = a.appliedResult(k)
 		}
 	}
 	return nil
