@@ -47,7 +47,7 @@ tidy: ## go mod tidy every module (and the tools module)
 test: check-generated lint console-chromium test-go fuzz-short validate-deploy check-alerts ## Everything CI runs: generated code, vet + gosec, every Go test, manifests, alert rules
 
 .PHONY: fuzz-short
-fuzz-short: ## A short fuzz of the VOMO page decoder (the long one: FUZZTIME=10m make fuzz-short)
+fuzz-short: ## A short fuzz of the VOMO page decoder (every decoder for 10 minutes: make fuzz-long)
 	cd pkg && go test -run '^$$' -fuzz FuzzDecodePage -fuzztime $(FUZZTIME) ./vomo/
 
 # A count, not a duration: a time limit can end mid-input and report "context deadline exceeded".
@@ -75,6 +75,11 @@ BENCH_BUDGET_FOR ?= 1m
 demo: build ## Run the whole system locally for DEMO_FOR (default: until Ctrl-C)
 	$(BIN)/syncctl demo
 
+.PHONY: test-long
+test-long: chaos-long fuzz-long ## The long profile: chaos suite at full size, then every decoder fuzzed FUZZ_LONG (10m) each
+
+include pkg/fuzz.mk
+include tests/chaos/chaos.mk
 include deployments/deploy.mk
 include deployments/observability.mk
 include services/console/console.mk
