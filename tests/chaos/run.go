@@ -37,7 +37,7 @@ type Profile struct {
 // minutes on the 2-core machine.
 var Profiles = map[string]Profile{
 	"short": {Name: "short", ConvergeTimeout: 2 * time.Minute, SampleEvery: 250 * time.Millisecond,
-		Workload: harness.Workload{Customers: 2, Users: 1500, UpdateFrac: 0.10, DeleteFrac: 0.01, CreateFrac: 0.01, Duration: 8 * time.Second}},
+		Workload: harness.Workload{Customers: 2, Users: 1000, UpdateFrac: 0.10, DeleteFrac: 0.01, CreateFrac: 0.01, Duration: 6 * time.Second}},
 	"long": {Name: "long", ConvergeTimeout: 15 * time.Minute, SampleEvery: time.Second,
 		Workload: harness.Workload{Customers: 4, Users: 50000, UpdateFrac: 0.10, DeleteFrac: 0.01, CreateFrac: 0.01, Duration: 2 * time.Minute}},
 }
@@ -229,7 +229,7 @@ func (r *Runner) drive(ctx context.Context, s Scenario, prep *Prep, e *Env, res 
 	// Phase 1, the initial backfill under faults: the churn waits for it,
 	// because a full walk that sees deletions is untrusted and walked
 	// again, so a steady delete rate would hold every checkpoint at epoch.
-	timeout := r.Profile.ConvergeTimeout
+	timeout := max(r.Profile.ConvergeTimeout, s.MinConverge)
 	if s.KnownFailure != "" {
 		// Expected not to converge: do not spend the whole timeout on it.
 		timeout = min(timeout, 30*time.Second)

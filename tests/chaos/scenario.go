@@ -45,6 +45,9 @@ type Scenario struct {
 	AfterConverge func(ctx context.Context, e *Env) error
 	// Verify returns the scenario's own violations after the check.
 	Verify func(ctx context.Context, e *Env, r *checker.Report) ([]string, error)
+	// MinConverge raises the profile's convergence timeout for a scenario
+	// that stalls on purpose.
+	MinConverge time.Duration
 	// NoTimeLimit exempts the scenario from the 2× baseline time rule
 	// (e.g. when it waits for a retention window on purpose); say why in
 	// Description.

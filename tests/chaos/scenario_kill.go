@@ -49,10 +49,10 @@ func init() {
 
 	Register(Scenario{
 		Name:        "kill-nats",
-		Description: "kill -9 of the JetStream server (file store) every 2-4 s, back after 0.2-1.5 s on the same port and store",
+		Description: "kill -9 of the JetStream server (file store) every 1.5-3 s, back after 0.2-1.5 s on the same port and store",
 		Short:       true,
 		Faults: func(ctx context.Context, e *Env) error {
-			return e.Every(ctx, 2*time.Second, 4*time.Second, func() error {
+			return e.Every(ctx, 1500*time.Millisecond, 3*time.Second, func() error {
 				e.NATS.Kill()
 				e.Count("kill -9 nats-server")
 				time.Sleep(e.Between(200*time.Millisecond, 1500*time.Millisecond))
@@ -65,14 +65,14 @@ func init() {
 
 	Register(Scenario{
 		Name:        "pg-immediate",
-		Description: "PostgreSQL (own cluster) stopped with pg_ctl stop -m immediate every 2-5 s, started again after 0.5-2 s (crash recovery)",
+		Description: "PostgreSQL (own cluster) stopped with pg_ctl stop -m immediate every 2-4 s, started again after 0.5-2 s (crash recovery)",
 		Short:       true,
 		Prepare: func(_ context.Context, p *Prep) (func(), error) {
 			p.Options.OwnPostgres = true
 			return nil, nil
 		},
 		Faults: func(ctx context.Context, e *Env) error {
-			return e.Every(ctx, 2*time.Second, 5*time.Second, func() error {
+			return e.Every(ctx, 2*time.Second, 4*time.Second, func() error {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 				defer cancel()
 				if err := e.Cluster.StopImmediate(sctx); err != nil {

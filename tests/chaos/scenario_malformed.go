@@ -33,7 +33,6 @@ func init() {
 		Name: "malformed",
 		Description: "5 malformed users of c1 (wrong types, an object id, a bad updated_at, 5,000-deep nesting, a 10 MiB field) " +
 			"served in every list and detail answer: each must end as a dead letter with its cause, everything else must flow",
-		Short:        true,
 		KnownFailure: malformedKnown,
 		Prepare:      prepareMalformed(""),
 		Verify:       verifyMalformed(""),

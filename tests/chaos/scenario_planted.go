@@ -33,7 +33,6 @@ func init() {
 		Name: "planted-corruption",
 		Description: "after convergence, destination rows corrupted in place (a field changed in vomo_dest, sync_state untouched): " +
 			"the reconciler must find and repair them",
-		Short: true,
 		KnownFailure: "the reconciler compares the source with sync_state.record (the record last delivered), never with the " +
 			"destination table, so a destination row changed behind vomosync's back is not found; the lead decides whether " +
 			"reconciliation should read the destination",

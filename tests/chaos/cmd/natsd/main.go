@@ -29,6 +29,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Server log to stderr (the harness keeps it): what the server did
+	// when its store filled up or it recovered after a kill.
+	srv.ConfigureLogger()
 	// The harness waits for this line before it hands the URL out.
 	fmt.Println("ready", srv.ClientURL())
 	sig := make(chan os.Signal, 1)
