@@ -139,6 +139,9 @@ type Env struct {
 	counts map[string]int
 	exempt map[checker.Version]bool
 	skip   map[string]bool
+	// effectsSince: records first seen before it may lack a side effect
+	// (the action was configured later).
+	effectsSince time.Time
 	notes  []string
 	values map[string]any
 }

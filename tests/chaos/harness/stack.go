@@ -251,6 +251,7 @@ func (s *Stack) ServiceEnv() []string {
 		"PROCESSOR_RETRY_BASE=200ms",
 		"PROCESSOR_RETRY_MAX=2s",
 		"JS_DUPLICATE_WINDOW=1m",
+		"PROCESSOR_SETTINGS_TTL=1s",
 	}, s.Opts.Env...)
 }
 
