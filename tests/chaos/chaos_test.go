@@ -22,9 +22,7 @@ func TestShortProfile(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	var out strings.Builder
-	results, err := RunProfile(ctx, Config{Profile: Profiles["short"], Seed: 1, Pattern: re, Out: &out})
-	t.Log("\n" + out.String())
+	results, err := RunProfile(ctx, Config{Profile: Profiles["short"], Seed: 1, Pattern: re, Out: &lineLogger{t: t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,4 +31,20 @@ func TestShortProfile(t *testing.T) {
 			t.Errorf("scenario %s: %s %v %v", r.Scenario.Name, r.Verdict(), r.Err, r.Violations)
 		}
 	}
+}
+
+// lineLogger sends the runner's output to t.Log line by line, so `go test
+// -v` shows progress and a timeout still shows how far it got.
+type lineLogger struct {
+	t   *testing.T
+	rem string
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	lines := strings.Split(l.rem+string(p), "\n")
+	l.rem = lines[len(lines)-1]
+	for _, line := range lines[:len(lines)-1] {
+		l.t.Log(line)
+	}
+	return len(p), nil
 }
