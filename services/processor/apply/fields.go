@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 )
 
@@ -192,6 +193,13 @@ func sameJSON(a, b []byte) bool {
 	if bytes.Equal(a, b) || equalOutsideSpace(a, b) {
 		return true
 	}
+	if plainScalar(a) && plainScalar(b) {
+		// Strings and literals without escapes have one spelling: they
+		// differ. Numbers may be spelled differently (1.0, 1e0).
+		fa, errA := strconv.ParseFloat(string(bytes.TrimSpace(a)), 64)
+		fb, errB := strconv.ParseFloat(string(bytes.TrimSpace(b)), 64)
+		return errA == nil && errB == nil && fa == fb
+	}
 	var ca, cb bytes.Buffer
 	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
 		return false
@@ -204,6 +212,12 @@ func sameJSON(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(va, vb)
+}
+
+// plainScalar: a string, number or literal without escapes.
+func plainScalar(v []byte) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && v[0] != '{' && v[0] != '[' && bytes.IndexByte(v, '\\') < 0
 }
 
 // equalOutsideSpace compares two JSON values ignoring whitespace outside

@@ -53,6 +53,11 @@ func TestChangedFields(t *testing.T) {
 	require.Equal(t, []string{"weïrd"}, changedFields(esc, nil, &nameTable{}))
 	require.True(t, equalOutsideSpace([]byte(`{"a":[1,"x y"]}`), []byte(`{"a": [1, "x y"]}`)))
 	require.False(t, equalOutsideSpace([]byte(`"x y"`), []byte(`"xy"`)), "spaces inside strings count")
+	require.True(t, sameJSON([]byte(`1.0`), []byte(`1`)))
+	require.False(t, sameJSON([]byte(`3`), []byte(`6`)))
+	require.False(t, sameJSON([]byte(`"a"`), []byte(`"b"`)))
+	require.True(t, sameJSON([]byte(`"\u0061"`), []byte(`"a"`)))
+	require.False(t, sameJSON([]byte(`true`), []byte(`"true"`)))
 	require.False(t, equalOutsideSpace([]byte(`"a\"b"`), []byte(`"a\\"`)))
 }
 
