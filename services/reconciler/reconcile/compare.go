@@ -38,8 +38,13 @@ type session struct {
 
 	// Reservoir sample of records that matched, for the detail comparison.
 	sampleSize int
-	sample     []vomo.Record
-	matched    int
+
+	// The Postgres destination table compared with sync_state (full runs;
+	// "" when not compared) and whether it hard-deletes.
+	dest     string
+	destHard bool
+	sample   []vomo.Record
+	matched  int
 }
 
 func newSession(ctx context.Context, conn *pgx.Conn, cust, resource string, res *RunResult, batchSize, sampleSize int) (*session, error) {

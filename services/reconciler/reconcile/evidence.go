@@ -14,6 +14,7 @@ import (
 // cause the evidence points to, in one statement (no per-gap round trips):
 //   - an open dead letter of the record: published, then dead-lettered;
 //   - the same version at the source, different fields: silent source change;
+//   - a destination row that differs from sync_state: destination differs;
 //   - an applied audit row for this version or newer: processed, and the
 //     destination no longer holds it;
 //   - no successful poll cycle window covered its updated_at: never published;
@@ -27,6 +28,7 @@ SELECT $1, $2, $3, g.record_id, g.class,
 	CASE
 		WHEN g.class = 'untrusted_walk' THEN 'walk_problem'
 		WHEN g.class = 'deleted' THEN 'source_deleted'
+		WHEN g.class = 'destination_drift' THEN 'destination_differs'
 		WHEN dl.id IS NOT NULL THEN 'dead_lettered'
 		WHEN g.class = 'field_drift' THEN 'silent_source_change'
 		WHEN a.processed_at IS NOT NULL THEN 'destination_differs'
@@ -36,7 +38,7 @@ SELECT $1, $2, $3, g.record_id, g.class,
 	g.source_updated_at, g.dest_updated_at,
 	concat_ws('; ', nullif(g.detail, ''),
 		CASE
-			WHEN g.class = 'untrusted_walk' THEN NULL
+			WHEN g.class IN ('untrusted_walk', 'destination_drift') THEN NULL
 			WHEN g.class = 'deleted' THEN format('not listed by a complete, trusted walk started at %s (source clock)', $5::timestamptz)
 			WHEN dl.id IS NOT NULL THEN format('dead letter %s (%s) failed %s times, last at %s: %s',
 				dl.id, dl.error_class, dl.attempts, dl.last_failed_at, dl.error)
@@ -152,7 +154,7 @@ func (r *Reconciler) decideHold(ctx context.Context, req Request, eff customer.S
 		if err := json.Unmarshal(b, &g); err != nil {
 			return fmt.Errorf("previous run gaps: %w", err)
 		}
-		if g[ClassMissing]+g[ClassStale]+g[ClassDeleted]+g[ClassFieldDrift] == 0 {
+		if g[ClassMissing]+g[ClassStale]+g[ClassDeleted]+g[ClassFieldDrift]+g[ClassDestinationDrift] == 0 {
 			return nil
 		}
 	}

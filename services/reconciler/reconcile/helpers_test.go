@@ -107,6 +107,12 @@ func (b *testBundle) deliverAll(t *testing.T) []sim.TruthRecord {
 		FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS u(id, at, rec)`,
 		custID, ids, ats, recs)
 	require.NoError(t, err)
+	// The destination rows the processor writes with them (full runs
+	// compare the Postgres destination with sync_state).
+	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO vomo_dest.users (customer_id, external_id, source_updated_at, record)
+		SELECT $1, 'vomo-' || id, at, rec::jsonb FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS u(id, at, rec)`,
+		custID, ids, ats, recs)
+	require.NoError(t, err)
 	_, err = b.db.Pool.Exec(b.ctx, `INSERT INTO vomosync.audit_log (customer_id, resource, record_id, record_updated_at, processed_at, trace_id, origin, outcome)
 		SELECT $1, 'users', id, at, now() - interval '1 hour', 'poll-trace', 'poll', 'applied' FROM unnest($2::text[], $3::timestamptz[]) AS u(id, at)`,
 		custID, ids, ats)

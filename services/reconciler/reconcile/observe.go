@@ -50,7 +50,7 @@ func (r *Reconciler) observe(ctx context.Context, res *RunResult) {
 		return
 	}
 	m.Expected.WithLabelValues(c, rs).Add(float64(res.Expected))
-	for _, class := range []string{ClassMissing, ClassStale, ClassDeleted, ClassFieldDrift, ClassUntrustedWalk} {
+	for _, class := range []string{ClassMissing, ClassStale, ClassDeleted, ClassFieldDrift, ClassDestinationDrift, ClassUntrustedWalk} {
 		m.Gaps.WithLabelValues(c, rs, class).Add(float64(res.Gaps[class]))
 	}
 	m.GapRatio.WithLabelValues(c, rs).Set(res.GapRate)

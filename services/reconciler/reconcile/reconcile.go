@@ -59,11 +59,15 @@ const (
 
 // Gap classes.
 const (
-	ClassMissing       = "missing"
-	ClassStale         = "stale"
-	ClassDeleted       = "deleted"
-	ClassFieldDrift    = "field_drift"
-	ClassUntrustedWalk = "untrusted_walk"
+	ClassMissing    = "missing"
+	ClassStale      = "stale"
+	ClassDeleted    = "deleted"
+	ClassFieldDrift = "field_drift"
+	// ClassDestinationDrift: the Postgres destination row differs from what
+	// vomosync delivered (sync_state): changed, removed or resurrected
+	// behind its back. Cause destination_differs.
+	ClassDestinationDrift = "destination_drift"
+	ClassUntrustedWalk    = "untrusted_walk"
 )
 
 // Suspected causes, from the evidence; what an operator reads first.
@@ -220,7 +224,8 @@ type RunResult struct {
 // Actionable is the number of gaps a repair acts on (every class but
 // untrusted_walk).
 func (r *RunResult) Actionable() int {
-	return r.Gaps[ClassMissing] + r.Gaps[ClassStale] + r.Gaps[ClassDeleted] + r.Gaps[ClassFieldDrift]
+	return r.Gaps[ClassMissing] + r.Gaps[ClassStale] + r.Gaps[ClassDeleted] + r.Gaps[ClassFieldDrift] +
+		r.Gaps[ClassDestinationDrift]
 }
 
 func (r *RunResult) note(format string, args ...any) {

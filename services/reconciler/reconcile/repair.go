@@ -42,6 +42,15 @@ func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) err
 	if err != nil {
 		return err
 	}
+	var invalidated map[string]bool
+	if res.Gaps[ClassDestinationDrift] > 0 && s.dest != "" {
+		if invalidated, err = r.invalidateDrifted(ctx, s, res); err != nil {
+			return err
+		}
+		if n := res.Gaps[ClassDestinationDrift] - len(invalidated); n > 0 {
+			res.note("%d destination_drift gaps not republished: a newer version was applied meanwhile", n)
+		}
+	}
 	rows, err := s.conn.Query(ctx, repairRows, res.ID)
 	if err != nil {
 		return fmt.Errorf("read gaps to repair: %w", err)
@@ -56,6 +65,19 @@ func (r *Reconciler) repair(ctx context.Context, s *session, res *RunResult) err
 		ev := &eventsv1.ChangeEvent{CustomerId: res.CustomerID, Resource: res.Resource, RecordId: g.recordID,
 			Origin: eventsv1.Origin_ORIGIN_RECONCILE, CycleId: res.ID, ObservedAt: timestamppb.New(r.now())}
 		switch {
+		case g.class == ClassDestinationDrift:
+			// Redeliver what sync_state says was delivered (the walk
+			// confirmed it against the source) at its own version; the
+			// invalidation above lets it through both guards.
+			if !invalidated[g.recordID] {
+				continue
+			}
+			ev.SourceUpdatedAt = timestamppb.New(*g.sourceAt)
+			if g.destDeleted {
+				ev.Operation = eventsv1.Operation_OPERATION_DELETE
+			} else {
+				ev.Operation, ev.Record = eventsv1.Operation_OPERATION_UPSERT, g.raw
+			}
 		case g.class == ClassDeleted:
 			// The deletion happened before the walk started; a re-created
 			// record carries a newer updated_at and wins.

@@ -124,6 +124,13 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 	if err := r.checkDrift(ctx, src, s); err != nil {
 		return err
 	}
+	if req.Full {
+		// After every other comparison: a record with another gap is
+		// repaired by that gap's event, which overwrites its row too.
+		if err := s.destinationDrift(ctx, eff); err != nil {
+			return err
+		}
+	}
 	if err := s.record(ctx); err != nil {
 		return err
 	}
