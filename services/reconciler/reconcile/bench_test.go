@@ -138,22 +138,27 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// seedDestination writes sync_state for every simulated record, as the
-// processor would have, and removes one in a thousand; the checkpoint is now.
+// seedDestination writes sync_state and the destination row for every
+// simulated record, as the processor would have, and removes one in a
+// thousand; the checkpoint is now.
 func seedDestination(b *testing.B, db *pgtest.DB, s *sim.Sim, n int) {
 	ctx := context.Background()
-	var rows [][]any
+	var rows, dest [][]any
 	flush := func() {
 		_, err := db.Pool.CopyFrom(ctx, pgx.Identifier{"vomosync", "sync_state"},
 			[]string{"customer_id", "resource", "record_id", "external_id", "source_updated_at", "record"}, pgx.CopyFromRows(rows))
 		require.NoError(b, err)
-		rows = rows[:0]
+		_, err = db.Pool.CopyFrom(ctx, pgx.Identifier{"vomo_dest", "users"},
+			[]string{"customer_id", "external_id", "source_updated_at", "record"}, pgx.CopyFromRows(dest))
+		require.NoError(b, err)
+		rows, dest = rows[:0], dest[:0]
 	}
 	i := 0
 	require.NoError(b, s.EachTruth(custID, sim.Users, true, func(r sim.TruthRecord) error {
 		i++
 		if i%1000 != 0 {
 			rows = append(rows, []any{custID, "users", r.ID, "vomo-" + r.ID, r.UpdatedAt, string(r.Fields)})
+			dest = append(dest, []any{custID, "vomo-" + r.ID, r.UpdatedAt, string(r.Fields)})
 		}
 		if len(rows) == 20000 {
 			flush()
@@ -163,7 +168,7 @@ func seedDestination(b *testing.B, db *pgtest.DB, s *sim.Sim, n int) {
 	flush()
 	_, err := db.Pool.Exec(ctx, `UPDATE vomosync.checkpoints SET position = now() + interval '1 minute' WHERE customer_id = $1`, custID)
 	require.NoError(b, err)
-	_, err = db.Pool.Exec(ctx, `ANALYZE vomosync.sync_state`)
+	_, err = db.Pool.Exec(ctx, `ANALYZE vomosync.sync_state, vomo_dest.users`)
 	require.NoError(b, err)
 	_ = n
 }
