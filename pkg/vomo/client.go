@@ -196,7 +196,8 @@ func WithRequestTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxBodyBytes caps a response body (default 8 MiB).
+// WithMaxBodyBytes caps a response body (default 32 MiB: a page holding one
+// oversized record must still be read, so that record alone is set aside).
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *Client) error {
 		if n <= 0 {
@@ -243,7 +244,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		hc:         &http.Client{Transport: http.DefaultTransport},
 		tracer:     otel.Tracer(tracerName),
 		userAgent:  "vomosync",
-		maxBody:    8 << 20,
+		maxBody:    32 << 20,
 		maxPages:   1_000_000,
 		maxRetries: 5,
 		maxThrottl: 10,

@@ -168,7 +168,7 @@ func TestErrorClasses(t *testing.T) {
 		{"429 with Retry-After then ok", []http.HandlerFunc{status(429, `{"message":"Too Many Requests"}`, "Retry-After", "0"), status(429, ``, "Retry-After", "1"), onePage}, nil, 3},
 		{"429 storm exhausts", []http.HandlerFunc{status(429, ``)}, vomo.ErrRateLimited, 5},
 		{"Retry-After over cap fails fast", []http.HandlerFunc{status(429, ``, "Retry-After", "3600")}, vomo.ErrRateLimited, 1},
-		{"malformed page", []http.HandlerFunc{status(200, `{"data":[{"id":1}],"links":{},"meta":{"current_page":1,"total":1}}`)}, &vomo.DecodeError{}, 1},
+		{"malformed page", []http.HandlerFunc{status(200, `{"data":[{"id":1}],"links":{},"meta":{"current_page":1,"total":"one"}}`)}, &vomo.DecodeError{}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -182,7 +182,7 @@ func TestErrorClasses(t *testing.T) {
 				require.True(t, res.Trusted)
 			case errors.As(tc.want, &de):
 				require.ErrorAs(t, err, &de)
-				require.Equal(t, "data[0].updated_at", de.Field)
+				require.Equal(t, "meta.total", de.Field)
 			default:
 				require.ErrorIs(t, err, tc.want)
 				var ae *vomo.APIError

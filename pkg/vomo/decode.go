@@ -213,8 +213,12 @@ type Meta struct {
 
 // Page is one decoded list page.
 type Page struct {
-	URL        string
-	Records    []Record
+	URL     string
+	Records []Record
+	// Malformed are the items of data that could not be read as records:
+	// one bad record must not block the rest of the page, nor every page
+	// after it, so it is handed on (to the dead letters) instead.
+	Malformed  []Malformed
 	Links      Links
 	Meta       Meta
 	ServerTime time.Time // from the response's Date header
@@ -242,15 +246,41 @@ type wireRecord struct {
 	CreatedAt json.RawMessage `json:"created_at"`
 }
 
+// Malformed is one item of a list page that is not a readable record. ID
+// and UpdatedAt are set when those fields could be read; Raw is the item,
+// cut to MaxMalformedRaw bytes.
+type Malformed struct {
+	Index     int
+	ID        string
+	UpdatedAt time.Time
+	Raw       json.RawMessage
+	Size      int
+	Err       *DecodeError
+}
+
+// ErrRecordTooLarge is the Err of a Malformed record over MaxRecordBytes.
+var ErrRecordTooLarge = errors.New("record too large")
+
+// Record limits. A record nested deeper than MaxDepth or larger than
+// MaxRecordBytes is malformed (a change event must fit a NATS message);
+// a page nested deeper than MaxPageDepth is rejected whole.
+const (
+	MaxRecordBytes  = 512 << 10
+	MaxMalformedRaw = 64 << 10
+	MaxPageDepth    = 10_000
+)
+
 // DecodePage parses a list response body. It returns a *DecodeError naming
-// the field when the envelope or any record is malformed, or wrapping
-// ErrTooDeep when the body nests deeper than MaxDepth.
+// the field when the envelope is malformed, or wrapping ErrTooDeep when the
+// body nests deeper than MaxPageDepth. A malformed item of data (a record
+// whose fields have wrong types, nested deeper than MaxDepth, or larger
+// than MaxRecordBytes) does not fail the page: it is listed in Malformed.
 func DecodePage(body []byte, pageURL string) (Page, error) {
 	bad := func(field, reason string, err error) (Page, error) {
 		return Page{}, &DecodeError{URL: pageURL, Field: field, Reason: reason, Err: err}
 	}
-	if tooDeep(body, MaxDepth) {
-		return Page{}, depthError(pageURL)
+	if tooDeep(body, MaxPageDepth) {
+		return Page{}, &DecodeError{URL: pageURL, Reason: fmt.Sprintf("over %d levels of nesting", MaxPageDepth), Err: ErrTooDeep}
 	}
 	var w wirePage
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -320,12 +350,42 @@ func DecodePage(body []byte, pageURL string) (Page, error) {
 	for i, raw := range *w.Data {
 		field := func(name string) string { return "data[" + strconv.Itoa(i) + "]" + name }
 		rec, fieldName, reason, err := decodeRecord(raw)
+		switch {
+		case reason == "" && len(rec.Raw) > MaxRecordBytes:
+			fieldName, reason, err = "", fmt.Sprintf("record of %d bytes, over the %d-byte limit", len(rec.Raw), MaxRecordBytes), ErrRecordTooLarge
+		case reason == "" && tooDeep(rec.Raw, MaxDepth):
+			fieldName, reason, err = "", fmt.Sprintf("over %d levels of nesting", MaxDepth), ErrTooDeep
+		}
 		if reason != "" {
-			return bad(field(fieldName), reason, err)
+			p.Malformed = append(p.Malformed, malformed(i, raw, rec, &DecodeError{URL: pageURL, Field: field(fieldName), Reason: reason, Err: err}))
+			continue
 		}
 		p.Records = append(p.Records, rec)
 	}
 	return p, nil
+}
+
+// malformed describes item i, keeping whatever identity it has.
+func malformed(i int, raw json.RawMessage, rec Record, err *DecodeError) Malformed {
+	m := Malformed{Index: i, Size: len(raw), Err: err, ID: rec.ID, UpdatedAt: rec.UpdatedAt}
+	if m.ID == "" {
+		var wr wireRecord
+		if json.Unmarshal(raw, &wr) == nil {
+			var id ID
+			if id.UnmarshalJSON(wr.ID) == nil {
+				m.ID = string(id)
+			}
+			var up Time
+			if up.UnmarshalJSON(wr.UpdatedAt) == nil {
+				m.UpdatedAt = up.Time
+			}
+		}
+	}
+	m.Raw = raw
+	if len(raw) > MaxMalformedRaw {
+		m.Raw = raw[:MaxMalformedRaw]
+	}
+	return m
 }
 
 // decodeRecord reads the common fields of one item; a non-empty reason

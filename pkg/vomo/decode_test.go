@@ -82,12 +82,21 @@ func TestDecodePageRejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := vomo.DecodePage([]byte(tc.body), pageURL)
+			p, err := vomo.DecodePage([]byte(tc.body), pageURL)
 			var de *vomo.DecodeError
-			require.True(t, errors.As(err, &de), "%v", err)
+			if strings.HasPrefix(tc.field, "data[") {
+				// A bad record is set aside, the page still decodes.
+				require.NoError(t, err)
+				require.Empty(t, p.Records)
+				require.Len(t, p.Malformed, 1)
+				de = p.Malformed[0].Err
+				require.Equal(t, 0, p.Malformed[0].Index)
+			} else {
+				require.True(t, errors.As(err, &de), "%v", err)
+			}
 			require.Equal(t, tc.field, de.Field)
 			require.Equal(t, pageURL, de.URL)
-			require.Contains(t, err.Error(), pageURL)
+			require.Contains(t, de.Error(), pageURL)
 		})
 	}
 }
@@ -150,4 +159,29 @@ func TestTypedParticipationFromWebhookShape(t *testing.T) {
 	require.True(t, p.CheckedOutAt.IsZero())
 	_, err = vomo.Decode[vomo.Participation]([]byte(`{"hours":"ten"}`))
 	require.Error(t, err)
+}
+
+// TestMalformedRecordsSetAside: bad records keep what identity they have and
+// leave the good ones on the page; an oversized one is cut.
+func TestMalformedRecordsSetAside(t *testing.T) {
+	t.Parallel()
+	big := `{"id":3,"updated_at":"2025-11-19T10:15:02Z","bio":"` + strings.Repeat("b", vomo.MaxRecordBytes) + `"}`
+	body := `{"data":[{"id":1,"updated_at":"2025-11-19T10:15:00Z"},{"id":2,"updated_at":"2025-11-19T10:15:01Z","created_at":true},` +
+		big + `,{"id":{"x":1},"updated_at":"2025-11-19T10:15:03Z"},{"id":5,"updated_at":"2025-11-19T10:15:04Z"}],` +
+		`"links":{},"meta":{"current_page":1,"from":1,"to":5,"total":5}}`
+	p, err := vomo.DecodePage([]byte(body), pageURL)
+	require.NoError(t, err)
+	require.Len(t, p.Records, 2)
+	require.Equal(t, []string{"1", "5"}, []string{p.Records[0].ID, p.Records[1].ID})
+	require.Len(t, p.Malformed, 3)
+	m := p.Malformed
+	require.Equal(t, "2", m[0].ID, "id kept when it could be read")
+	require.Equal(t, "2025-11-19T10:15:01Z", m[0].UpdatedAt.UTC().Format(time.RFC3339))
+	require.Equal(t, "data[1].created_at", m[0].Err.Field)
+	require.Equal(t, "3", m[1].ID)
+	require.ErrorIs(t, m[1].Err, vomo.ErrRecordTooLarge)
+	require.Len(t, m[1].Raw, vomo.MaxMalformedRaw)
+	require.Greater(t, m[1].Size, vomo.MaxRecordBytes)
+	require.Empty(t, m[2].ID, "an object id is no id")
+	require.Equal(t, 3, m[2].Index)
 }

@@ -24,7 +24,17 @@ func TestNestingDepthCap(t *testing.T) {
 	t.Parallel()
 	_, err := vomo.DecodePage(depthPage(vomo.MaxDepth), pageURL)
 	require.NoError(t, err, "exactly the cap")
-	for _, d := range []int{vomo.MaxDepth + 1, 10_000, 100_000} {
+	// A record nested deeper than MaxDepth is set aside; the page decodes.
+	for _, d := range []int{vomo.MaxDepth + 3, 5_000} { // the record itself nests d-2 levels
+		p, err := vomo.DecodePage(depthPage(d), pageURL)
+		require.NoError(t, err, d)
+		require.Empty(t, p.Records)
+		require.Len(t, p.Malformed, 1)
+		require.ErrorIs(t, p.Malformed[0].Err, vomo.ErrTooDeep, d)
+		require.Equal(t, "1", p.Malformed[0].ID)
+	}
+	// A page deeper than the page cap is rejected whole.
+	for _, d := range []int{vomo.MaxPageDepth + 1, 100_000} {
 		_, err = vomo.DecodePage(depthPage(d), pageURL)
 		require.ErrorIs(t, err, vomo.ErrTooDeep, d)
 		var de *vomo.DecodeError

@@ -119,7 +119,7 @@ func (c *Client) walk(ctx context.Context, u *url.URL, fn PageFunc) (res WalkRes
 			}
 			seen[h] = struct{}{}
 		}
-		res.Records += len(p.Records)
+		res.Records += len(p.Records) + len(p.Malformed) // set aside, still listed
 		if err := fn(ctx, p); err != nil {
 			res.NextURL = u.String()
 			return res, err

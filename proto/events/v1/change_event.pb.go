@@ -153,7 +153,12 @@ type ChangeEvent struct {
 	// cycle_id is the poll cycle or reconciliation run that produced the event.
 	CycleId string `protobuf:"bytes,8,opt,name=cycle_id,json=cycleId,proto3" json:"cycle_id,omitempty"`
 	// observed_at is when the producer saw the record (producer clock).
-	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// malformed, when set, says why the producer could not read this record
+	// (wrong field types, too deep, too large); record then holds at most the
+	// first 64 KiB of it. The processor dead-letters such an event at once
+	// with this reason, so one bad record never blocks the records after it.
+	Malformed     string `protobuf:"bytes,10,opt,name=malformed,proto3" json:"malformed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,11 +256,18 @@ func (x *ChangeEvent) GetObservedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ChangeEvent) GetMalformed() string {
+	if x != nil {
+		return x.Malformed
+	}
+	return ""
+}
+
 var File_events_v1_change_event_proto protoreflect.FileDescriptor
 
 const file_events_v1_change_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1cevents/v1/change_event.proto\x12\x12vomosync.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x03\n" +
+	"\x1cevents/v1/change_event.proto\x12\x12vomosync.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x03\n" +
 	"\vChangeEvent\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x1a\n" +
@@ -267,7 +279,9 @@ const file_events_v1_change_event_proto_rawDesc = "" +
 	"\x06origin\x18\a \x01(\x0e2\x1a.vomosync.events.v1.OriginR\x06origin\x12\x19\n" +
 	"\bcycle_id\x18\b \x01(\tR\acycleId\x12;\n" +
 	"\vobserved_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt*R\n" +
+	"observedAt\x12\x1c\n" +
+	"\tmalformed\x18\n" +
+	" \x01(\tR\tmalformed*R\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_UPSERT\x10\x01\x12\x14\n" +

@@ -7,6 +7,8 @@ package poll
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -393,6 +395,11 @@ func (w *walk) page(ctx context.Context, p vomo.Page, pathIndex int, changed boo
 			w.maxPublished = r.UpdatedAt
 		}
 	}
+	for _, m := range p.Malformed {
+		if err := w.malformed(ctx, m); err != nil {
+			return err
+		}
+	}
 	w.pagesSince++
 	if w.origin != "backfill" || w.pagesSince < w.c.flushEvery() {
 		return nil
@@ -580,4 +587,30 @@ func (c *Cycler) observe(ctx context.Context, res *Result) {
 	if !res.WindowTo.IsZero() {
 		m.CheckpointLag.WithLabelValues(res.CustomerID, res.Resource).Set(res.WindowTo.Sub(res.CheckpointAfter).Seconds())
 	}
+}
+
+// malformed hands a record the client could not read to the processor,
+// which dead-letters it at once with the reason: the rest of the page and
+// the checkpoint move on. It keeps the record's id and updated_at when they
+// could be read (a stable message id, so overlapping windows deduplicate).
+func (w *walk) malformed(ctx context.Context, m vomo.Malformed) error {
+	w.res.RecordsSeen++
+	if !m.UpdatedAt.IsZero() && (m.UpdatedAt.After(w.to) || m.UpdatedAt.Before(w.from)) {
+		w.res.Deferred++
+		return nil
+	}
+	id := m.ID
+	if id == "" {
+		sum := sha256.Sum256(m.Raw)
+		id = "malformed-" + hex.EncodeToString(sum[:8])
+	}
+	w.c.Log.Warn().Ctx(ctx).Str(logging.FCustomerID, w.req.Customer.ID).Str(logging.FResource, w.req.Resource).
+		Str(logging.FRecordID, id).Int("bytes", m.Size).Str(logging.FError, m.Err.Error()).
+		Msg("malformed record set aside for the dead letters")
+	return w.req.Sink.Add(ctx, &eventsv1.ChangeEvent{
+		CustomerId: w.req.Customer.ID, Resource: w.req.Resource, RecordId: id,
+		Operation: eventsv1.Operation_OPERATION_UPSERT, SourceUpdatedAt: timestamppb.New(m.UpdatedAt),
+		Record: m.Raw, Origin: originOf(w.origin), CycleId: w.res.ID, ObservedAt: timestamppb.New(w.c.now()),
+		Malformed: m.Err.Error(),
+	})
 }
