@@ -82,8 +82,6 @@ func Decode(data []byte) (*eventsv1.ChangeEvent, error) {
 		return nil, fmt.Errorf("%w: operation unspecified", ErrInvalidEvent)
 	case ev.GetSourceUpdatedAt() == nil:
 		return nil, fmt.Errorf("%w: source_updated_at missing", ErrInvalidEvent)
-	case ev.GetMalformed() != "":
-		return nil, fmt.Errorf("%w: malformed source record %s: %s", ErrInvalidEvent, ev.GetRecordId(), ev.GetMalformed())
 	}
 	return ev, nil
 }

@@ -266,6 +266,11 @@ func (a *Applier) prepare(ctx context.Context, msgs []Message) ([]Result, []*can
 			dead(i, ClassInvalid, fmt.Errorf("unknown resource %q", ev.GetResource()))
 			continue
 		}
+		if reason := ev.GetMalformed(); reason != "" {
+			// The poller could not read this record: no retry can help.
+			dead(i, ClassInvalid, fmt.Errorf("malformed source record: %s", reason))
+			continue
+		}
 		c, err := a.Customers.Get(ctx, ev.GetCustomerId())
 		if errors.Is(err, customer.ErrNotFound) {
 			dead(i, ClassUnknownCustomer, err)
