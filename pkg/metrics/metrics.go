@@ -184,7 +184,7 @@ func NewReconciler(reg prometheus.Registerer) *Reconciler {
 		Expected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "recon_expected_records_total",
 			Help: "Records compared by reconciliation runs (the gap-rate denominator)."}, cr),
 		Gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "recon_gaps_total",
-			Help: "Gaps found by class (missing, stale, deleted, field_drift, untrusted_walk)."}, []string{LCustomer, LResource, LClass}),
+			Help: "Gaps found by class (missing, stale, deleted, field_drift, destination_drift, untrusted_walk)."}, []string{LCustomer, LResource, LClass}),
 		GapRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "recon_gap_ratio",
 			Help: "Gaps over expected records in the last run."}, cr),
 		LastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "recon_last_run_timestamp_seconds",
