@@ -44,11 +44,11 @@ func init() {
 
 	Register(Scenario{
 		Name:        "kill-reconciler",
-		Description: "destination rows deleted after convergence so there is repair work; the reconciler kills itself mid-repair (VOMOSYNC_FAULTS reconciler.mid_repair=0.6) and is restarted",
+		Description: "destination rows deleted after convergence so there is repair work; the reconciler kills itself mid-repair (VOMOSYNC_FAULTS reconciler.mid_repair=1) and is restarted",
 		Short:       true,
 		Prepare: func(_ context.Context, p *Prep) (func(), error) {
 			p.ServiceEnv["reconciler"] = append(p.ServiceEnv["reconciler"],
-				"VOMOSYNC_FAULTS=reconciler.mid_repair=0.6", fmt.Sprintf("VOMOSYNC_FAULT_SEED=%d", p.Options.SimSeed))
+				"VOMOSYNC_FAULTS=reconciler.mid_repair=1", fmt.Sprintf("VOMOSYNC_FAULT_SEED=%d", p.Options.SimSeed))
 			return nil, nil
 		},
 		AfterConverge: func(ctx context.Context, e *Env) error {
