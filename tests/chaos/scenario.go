@@ -142,8 +142,8 @@ type Env struct {
 	// effectsSince: records first seen before it may lack a side effect
 	// (the action was configured later).
 	effectsSince time.Time
-	notes  []string
-	values map[string]any
+	notes        []string
+	values       map[string]any
 }
 
 // Count records n faults of a kind (shown in the scenario's table).
