@@ -47,7 +47,9 @@ func (s *JetStreamSink) Add(ctx context.Context, ev *eventsv1.ChangeEvent) error
 
 // Flush waits for the acks of everything added since the last Flush.
 func (s *JetStreamSink) Flush(ctx context.Context) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	// A store that hit a write error answers nothing; 30 s is far above any
+	// healthy flush (a few hundred events) and surfaces it as a timeout.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return s.batch.Wait(ctx)
 }
