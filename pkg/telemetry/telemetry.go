@@ -4,7 +4,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+
+	"github.com/vomosync/vomosync/pkg/httpserve"
 )
 
 // SetupTracing installs the global tracer provider and propagator. With an
@@ -95,17 +96,8 @@ func (a *Admin) Run(ctx context.Context) error {
 		mux.Handle(p, h)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(a.ln) }()
-	select {
-	case err := <-errc:
+	if err := httpserve.Run(ctx, srv, a.ln, 5*time.Second); err != nil {
 		return fmt.Errorf("admin server: %w", err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin shutdown: %w", err)
-		}
-		return nil
 	}
+	return nil
 }

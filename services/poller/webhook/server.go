@@ -2,11 +2,12 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/vomosync/vomosync/pkg/httpserve"
 )
 
 // Settings is the intake's configuration block (off unless WEBHOOK_ADDR is set).
@@ -54,17 +55,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.Handler.Routes(mux)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := httpserve.Run(ctx, hs, ln, 10*time.Second); err != nil {
 		return fmt.Errorf("webhook intake: %w", err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("webhook intake shutdown: %w", err)
-		}
-		return nil
 	}
+	return nil
 }

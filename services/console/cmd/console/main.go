@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vomosync/vomosync/pkg/httpserve"
 	"github.com/vomosync/vomosync/pkg/config"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/messaging"
@@ -119,16 +120,10 @@ func run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
 	g.Go(func() error {
-		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpserve.Run(gctx, hs, nil, 20*time.Second); err != nil {
 			return fmt.Errorf("console server: %w", err)
 		}
 		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
 	log.Info().Msg("console stopped")
