@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/vomosync/vomosync/pkg/httpserve"
 	"github.com/vomosync/vomosync/pkg/config"
+	"github.com/vomosync/vomosync/pkg/httpserve"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/messaging"
 	"github.com/vomosync/vomosync/pkg/postgres"
