@@ -435,6 +435,7 @@ func (a *Applier) run(ctx context.Context, msgs []Message, cands []*cand, res []
 		return fmt.Errorf("commit batch: %w", err)
 	}
 	tm.mark(PhaseCommit)
+	markAuditReady(tx)
 	if usedStage {
 		markStageReady(tx)
 	}
@@ -814,11 +815,32 @@ func (a *Applier) deadLetterRows(ctx context.Context, tx pgx.Tx, msgs []Message,
 	return nil
 }
 
-const auditCopy = `COPY vomosync.audit_log (customer_id, resource, record_id, record_updated_at, trace_id, cycle_id,
+// PostgreSQL refuses COPY into a table with row-level security for a role
+// subject to it (the application role), so audit rows are COPYed into a
+// per-connection temp table and moved with one INSERT ... SELECT, which the
+// policies check like any insert.
+const (
+	auditStageDDL = `CREATE TEMP TABLE IF NOT EXISTS vomosync_audit_stage (customer_id text NOT NULL, resource text NOT NULL,
+	record_id text NOT NULL, record_updated_at timestamptz, trace_id text NOT NULL, cycle_id text NOT NULL, origin text NOT NULL,
+	operation text NOT NULL, outcome text NOT NULL, changed_fields text[], error text NOT NULL) ON COMMIT DELETE ROWS`
+	auditCopy = `COPY pg_temp.vomosync_audit_stage (customer_id, resource, record_id, record_updated_at, trace_id, cycle_id,
 	origin, operation, outcome, changed_fields, error) FROM STDIN (FORMAT binary)`
+	auditMove = `INSERT INTO vomosync.audit_log (customer_id, resource, record_id, record_updated_at, trace_id, cycle_id,
+	origin, operation, outcome, changed_fields, error)
+	SELECT customer_id, resource, record_id, record_updated_at, trace_id, cycle_id, origin, operation, outcome, changed_fields, error
+	FROM pg_temp.vomosync_audit_stage`
+	// auditReady marks, in the connection's custom data, that the audit
+	// stage exists (set after a commit, so a rolled-back creation is redone).
+	auditReady = "vomosync.apply.audit_stage"
+)
 
-// audit writes one row per message with COPY.
+// audit writes one row per message: COPY into the stage, then one insert.
 func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
+	if tx.Conn().PgConn().CustomData()[auditReady] == nil {
+		if _, err := tx.Exec(ctx, auditStageDDL); err != nil {
+			return fmt.Errorf("audit stage: %w", err)
+		}
+	}
 	cb := newCopyBuf(len(msgs) * 256)
 	for i, m := range msgs {
 		r := res[i]
@@ -868,6 +890,9 @@ func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
 	}
 	if err := copyIn(ctx, tx, cb.done(), auditCopy); err != nil {
 		return fmt.Errorf("audit copy: %w", err)
+	}
+	if _, err := tx.Exec(ctx, auditMove); err != nil {
+		return fmt.Errorf("audit insert: %w", err)
 	}
 	return nil
 }

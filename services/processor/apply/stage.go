@@ -203,6 +203,12 @@ func markStageReady(tx pgx.Tx) {
 	tx.Conn().PgConn().CustomData()[stageReady] = true
 }
 
+// markAuditReady records after a commit that the connection has the audit
+// stage table.
+func markAuditReady(tx pgx.Tx) {
+	tx.Conn().PgConn().CustomData()[auditReady] = true
+}
+
 func copyIn(ctx context.Context, tx pgx.Tx, data []byte, sql string) error {
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), sql)
 	return err
