@@ -92,6 +92,9 @@ func (r *Runner) logf(format string, args ...any) {
 	}
 }
 
+// timeSlack is the least time a faulted run may take beyond the baseline.
+const timeSlack = 15 * time.Second
+
 // RunAll runs the baseline (always, for the time comparison) and then the
 // scenarios, printing each table as it finishes. It returns every result.
 func (r *Runner) RunAll(ctx context.Context, list []Scenario) []Result {
@@ -427,9 +430,12 @@ func (r *Runner) check(ctx context.Context, s Scenario, e *Env, in checker.Input
 		}
 		res.Violations = append(res.Violations, more...)
 	}
-	if !s.NoTimeLimit && res.Baseline > 0 && s.Name != BaselineName && res.Duration > 2*res.Baseline {
-		res.Violations = append(res.Violations, fmt.Sprintf("converged in %s, more than twice the fault-free %s",
-			res.Duration.Round(100*time.Millisecond), res.Baseline.Round(100*time.Millisecond)))
+	// Twice the fault-free time, but at least the baseline plus TimeSlack:
+	// in an 8 s short run one service restart or ack wait is a quarter of
+	// the budget; in the long profile (minutes) 2x is the rule.
+	if limit := max(2*res.Baseline, res.Baseline+timeSlack); !s.NoTimeLimit && res.Baseline > 0 && s.Name != BaselineName && res.Duration > limit {
+		res.Violations = append(res.Violations, fmt.Sprintf("converged in %s, more than the limit %s (fault-free %s)",
+			res.Duration.Round(100*time.Millisecond), limit.Round(100*time.Millisecond), res.Baseline.Round(100*time.Millisecond)))
 	}
 	var deaths []string
 	for _, name := range []string{"poller", "processor", "reconciler"} {
