@@ -160,7 +160,9 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 // only the local one, which may be skewed, and the window is compared with
 // the API's updated_at values.
 func serverNow(ctx context.Context, src Source) (time.Time, error) {
-	if s, ok := src.(interface{ SyncClock(ctx context.Context) error }); ok {
+	if s, ok := src.(interface {
+		SyncClock(ctx context.Context) error
+	}); ok {
 		if err := s.SyncClock(ctx); err != nil {
 			return time.Time{}, err
 		}
