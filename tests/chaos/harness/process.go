@@ -35,10 +35,15 @@ type Service struct {
 	done      chan struct{} // closed when the supervisor loop ends
 	startErr  error
 	startedAt time.Time
-	quick     int // consecutive deaths within two seconds of a start
+	quick     int // consecutive self-exits within two seconds of a start
+	signalled bool // the current process ended by a signal
 }
 
-// crashLooping: ten deaths in a row, each within two seconds of its start.
+// crashLooping: ten exits in a row, each within two seconds of its start.
+// Deaths by a signal do not count: a kill -9 from a scenario or from the
+// service's own fault points (VOMOSYNC_FAULTS) is planned, while a crash
+// loop (a bad configuration, a schema it refuses) is the process exiting
+// on its own.
 func (s *Service) crashLooping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,6 +131,10 @@ func (s *Service) startOnce() error {
 	s.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
+		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		s.mu.Lock()
+		s.signalled = ok && ws.Signaled()
+		s.mu.Unlock()
 		close(exited)
 	}()
 	return nil
@@ -144,9 +153,11 @@ func (s *Service) supervise() {
 			return
 		}
 		s.deaths++
-		if time.Since(s.startedAt) < 2*time.Second {
+		switch {
+		case s.signalled:
+		case time.Since(s.startedAt) < 2*time.Second:
 			s.quick++
-		} else {
+		default:
 			s.quick = 0
 		}
 		s.mu.Unlock()
