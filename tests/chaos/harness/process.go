@@ -35,7 +35,7 @@ type Service struct {
 	done      chan struct{} // closed when the supervisor loop ends
 	startErr  error
 	startedAt time.Time
-	quick     int // consecutive self-exits within two seconds of a start
+	quick     int  // consecutive self-exits within two seconds of a start
 	signalled bool // the current process ended by a signal
 }
 
