@@ -2,6 +2,9 @@ package messaging_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +77,17 @@ func TestValidToken(t *testing.T) {
 		require.False(t, messaging.ValidToken(bad), bad)
 	}
 	require.True(t, messaging.ValidToken("acme-2_x"))
+	require.True(t, messaging.ValidToken(strings.Repeat("a", 63)))
+	require.False(t, messaging.ValidToken(strings.Repeat("a", 64)))
+	// The loop agrees with the pattern it implements.
+	re := regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	alphabet := "az09_-.A *>\x00é"
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, rnd.IntN(70))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		require.Equal(t, re.MatchString(string(b)), messaging.ValidToken(string(b)), "%q", b)
+	}
 }

@@ -18,7 +18,7 @@ var errNotObject = errors.New("not a JSON object")
 
 // topLevel lists the members of the JSON object b without decoding the
 // values: a batch of records costs no maps and no garbage. b must already be
-// valid JSON (json.Valid).
+// valid JSON (checkJSON).
 func topLevel(b []byte, out []field) ([]field, error) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -248,40 +248,6 @@ func equalOutsideSpace(a, b []byte) bool {
 		}
 		i, j = i+1, j+1
 	}
-}
-
-// jsonbSafe refuses what is valid JSON but that Postgres jsonb cannot store:
-// \u0000 and unpaired UTF-16 surrogates. Caught here, such a record is
-// dead-lettered alone instead of failing its whole batch in the database.
-func jsonbSafe(b []byte) error {
-	for i := 0; i+1 < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if b[i+1] != 'u' || i+6 > len(b) {
-			i++
-			continue
-		}
-		r, ok := hex4(b[i+2 : i+6])
-		switch {
-		case !ok:
-			return errors.New("bad \\u escape")
-		case r == 0:
-			return errors.New(`record contains \u0000, which Postgres jsonb cannot store`)
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return errors.New("record contains an unpaired UTF-16 low surrogate")
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' {
-				return errors.New("record contains an unpaired UTF-16 high surrogate")
-			}
-			if lo, ok := hex4(b[i+8 : i+12]); !ok || lo < 0xDC00 || lo > 0xDFFF {
-				return errors.New("record contains an unpaired UTF-16 high surrogate")
-			}
-			i += 6
-		}
-		i += 5
-	}
-	return nil
 }
 
 func hex4(h []byte) (rune, bool) {

@@ -60,18 +60,3 @@ func TestChangedFields(t *testing.T) {
 	require.False(t, sameJSON([]byte(`true`), []byte(`"true"`)))
 	require.False(t, equalOutsideSpace([]byte(`"a\"b"`), []byte(`"a\\"`)))
 }
-
-func TestJSONBSafe(t *testing.T) {
-	t.Parallel()
-	for in, ok := range map[string]bool{
-		`{"a":"x\\u0000"}`:           true, // an escaped backslash, then "u0000"
-		`{"a":"\u00e9\ud83d\ude00"}`: true,
-		`{"a":"\u0000"}`:             false,
-		`{"a":"\ud83d"}`:             false,
-		`{"a":"\ude00x"}`:            false,
-		`{"a":"\ud83d\u0041"}`:       false,
-	} {
-		require.True(t, json.Valid([]byte(in)), in)
-		require.Equal(t, ok, jsonbSafe([]byte(in)) == nil, in)
-	}
-}
