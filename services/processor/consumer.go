@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -95,13 +94,23 @@ func (f *fetcher) run(ctx context.Context) error {
 
 // owner picks the worker of a message's record.
 func owner(m apply.Message, workers int) int {
-	h := fnv.New32a()
+	var h uint32
 	if ev := m.Event; ev != nil {
-		_, _ = h.Write([]byte(ev.GetCustomerId() + "/" + ev.GetResource() + "/" + ev.GetRecordId()))
+		h = fnv1a(fnv1a(fnv1a(fnv1a(fnv1a(fnvOffset, ev.GetCustomerId()), "/"), ev.GetResource()), "/"), ev.GetRecordId())
 	} else {
-		_, _ = h.Write([]byte(m.Subject))
+		h = fnv1a(fnvOffset, m.Subject)
 	}
-	return int(h.Sum32() % uint32(workers))
+	return int(h % uint32(workers))
+}
+
+// FNV-1a (32 bit) over strings without converting them to bytes.
+const fnvOffset uint32 = 2166136261
+
+func fnv1a(h uint32, s string) uint32 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
 }
 
 // fetch takes what is pending without waiting (up to a batch per worker);
@@ -273,9 +282,11 @@ func decode(ctx context.Context, raw []jetstream.Msg) []item {
 	out := make([]item, len(raw))
 	for i, r := range raw {
 		ev, derr := messaging.Decode(r.Data())
-		_, resource := apply.SubjectParts(r.Subject())
+		var resource string
 		if ev != nil {
 			resource = ev.GetResource()
+		} else {
+			_, resource = apply.SubjectParts(r.Subject())
 		}
 		sctx, span := tr.Start(messaging.Extract(ctx, r.Headers()), "process "+resource,
 			trace.WithSpanKind(trace.SpanKindConsumer))
