@@ -568,6 +568,21 @@ func guard(ctx context.Context, tx pgx.Tx, winners []*cand) error {
 // writeDestinations writes the fresh versions, one savepoint per
 // destination group so one group's failure leaves the others committed.
 func (a *Applier) writeDestinations(ctx context.Context, tx pgx.Tx, msgs []Message, winners []*cand, res []Result) error {
+	for _, g := range groupByTarget(winners, res) {
+		perOp, err := a.writeGroup(ctx, tx, g)
+		if err != nil {
+			return err
+		}
+		for j, k := range g {
+			a.settle(k, msgs[k.i], perOp[j], res)
+		}
+	}
+	return nil
+}
+
+// groupByTarget settles the winners the guard found stale and groups the
+// others by destination, in destination key order (a fixed lock order).
+func groupByTarget(winners []*cand, res []Result) [][]*cand {
 	groups := map[string][]*cand{}
 	var keys []string
 	for _, k := range winners {
@@ -581,17 +596,11 @@ func (a *Applier) writeDestinations(ctx context.Context, tx pgx.Tx, msgs []Messa
 		groups[k.target.Key] = append(groups[k.target.Key], k)
 	}
 	slices.Sort(keys)
-	for _, key := range keys {
-		g := groups[key]
-		perOp, err := a.writeGroup(ctx, tx, g)
-		if err != nil {
-			return err
-		}
-		for j, k := range g {
-			a.settle(k, msgs[k.i], perOp[j], res)
-		}
+	out := make([][]*cand, len(keys))
+	for i, key := range keys {
+		out[i] = groups[key]
 	}
-	return nil
+	return out
 }
 
 // writeGroup returns one result per op. A batch error that blames no op in

@@ -21,30 +21,21 @@ func checkJSON(b []byte) error {
 			return errJSONEnd
 		}
 		switch c := b[i]; {
-		case c == '{':
+		case c == '{' || c == '[':
 			if len(stack) == maxJSONDepth {
 				return errJSONDepth
 			}
-			stack = append(stack, '{')
+			stack = append(stack, c)
 			i = skipWS(b, i+1)
-			if i < len(b) && b[i] == '}' {
+			if i < len(b) && b[i] == closer(c) {
 				stack, i = stack[:len(stack)-1], i+1
 				break
 			}
-			var err error
-			if i, err = checkKey(b, i); err != nil {
-				return err
-			}
-			continue
-		case c == '[':
-			if len(stack) == maxJSONDepth {
-				return errJSONDepth
-			}
-			stack = append(stack, '[')
-			i = skipWS(b, i+1)
-			if i < len(b) && b[i] == ']' {
-				stack, i = stack[:len(stack)-1], i+1
-				break
+			if c == '{' {
+				var err error
+				if i, err = checkKey(b, i); err != nil {
+					return err
+				}
 			}
 			continue
 		case c == '"':
@@ -98,7 +89,7 @@ func checkJSON(b []byte) error {
 				}
 				break
 			}
-			if (top == '{' && b[i] == '}') || (top == '[' && b[i] == ']') {
+			if b[i] == closer(top) {
 				stack, i = stack[:len(stack)-1], i+1
 				continue
 			}
@@ -108,6 +99,14 @@ func checkJSON(b []byte) error {
 }
 
 const maxJSONDepth = 10000 // encoding/json's limit
+
+// closer is the bracket closing open ('{' or '[').
+func closer(open byte) byte {
+	if open == '{' {
+		return '}'
+	}
+	return ']'
+}
 
 var (
 	errJSONSyntax = errors.New("record is not valid JSON")

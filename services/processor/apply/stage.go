@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -145,22 +144,12 @@ func (a *Applier) applyStaged(ctx context.Context, tx pgx.Tx, winners []*cand, r
 	}
 
 	tm.mark(PhaseGuard)
-	groups := map[string][]*cand{}
-	var keys []string
 	for _, k := range winners {
-		if k.outcome != Applied {
+		if k.outcome != Applied { // the upsert's WHERE refused it
 			k.outcome = SkippedStale
-			res[k.i] = Result{Outcome: SkippedStale, Err: errors.New("not newer than the version already applied")}
-			continue
 		}
-		if _, ok := groups[k.target.Key]; !ok {
-			keys = append(keys, k.target.Key)
-		}
-		groups[k.target.Key] = append(groups[k.target.Key], k)
 	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		g := groups[key]
+	for _, g := range groupByTarget(winners, res) {
 		ops, idx := make([]destination.Op, len(g)), make([]int32, len(g))
 		for j, k := range g {
 			ops[j], idx[j] = k.op, int32(k.i)
