@@ -248,8 +248,8 @@ func (a *Applier) prepare(ctx context.Context, msgs []Message) ([]Result, []*can
 		res[i] = Result{Outcome: DeadLettered, Class: class, Err: err}
 	}
 	var cands []*cand
-	// The records' top-level fields share chunks: one allocation per 32
-	// records instead of one each.
+	// The records' top-level fields share chunks: one allocation for 32
+	// records or more instead of one each.
 	var fieldBuf []field
 	for i, m := range msgs {
 		if m.DecodeErr != nil || m.Event == nil {
@@ -868,10 +868,9 @@ func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
 		var cust, resource, recID, cycle, origin, op string
 		origin, op = "unspecified", "unknown"
 		var updated *time.Time
-		if m.Event == nil {
+		if ev := m.Event; ev == nil {
 			cust, resource = SubjectParts(m.Subject)
-		}
-		if ev := m.Event; ev != nil {
+		} else {
 			cust, resource, recID, cycle = ev.GetCustomerId(), ev.GetResource(), ev.GetRecordId(), ev.GetCycleId()
 			origin = OriginName(ev.GetOrigin())
 			op = "upsert"
