@@ -26,6 +26,9 @@ type Claim struct {
 	Resource   string
 	DueAt      time.Time
 	Cadence    time.Duration
+	// Late is how long after DueAt the claim came, by the database clock
+	// (the one next_run_at was set by), so no service clock skews it.
+	Late time.Duration
 }
 
 // RunFunc runs one cycle of a claimed pair and returns its outcome.
@@ -120,7 +123,8 @@ FROM (
 	FOR UPDATE OF sc SKIP LOCKED
 ) due
 WHERE s.customer_id = due.customer_id AND s.resource = due.resource AND s.kind = due.kind
-RETURNING s.customer_id, s.resource, s.next_run_at, extract(epoch FROM s.cadence)`
+RETURNING s.customer_id, s.resource, s.next_run_at, extract(epoch FROM s.cadence),
+	extract(epoch FROM greatest(now() - s.next_run_at, '0'::interval))`
 
 func (s *Scheduler) claim(ctx context.Context, n int) ([]Claim, error) {
 	rows, err := s.DB.Query(ctx, claimSQL, s.Owner, s.Lease, n)
@@ -129,16 +133,17 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]Claim, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
 		var c Claim
-		var secs float64
-		err := r.Scan(&c.CustomerID, &c.Resource, &c.DueAt, &secs)
+		var secs, late float64
+		err := r.Scan(&c.CustomerID, &c.Resource, &c.DueAt, &secs, &late)
 		c.Cadence = time.Duration(secs * float64(time.Second))
+		c.Late = time.Duration(late * float64(time.Second))
 		return c, err
 	})
 }
 
 func (s *Scheduler) runOne(ctx context.Context, c Claim) {
 	if s.Metrics != nil {
-		s.Metrics.DueDelay.Observe(max(time.Since(c.DueAt), 0).Seconds())
+		s.Metrics.DueDelay.Observe(c.Late.Seconds())
 		s.Metrics.Cadence.WithLabelValues(c.CustomerID, c.Resource).Set(c.Cadence.Seconds())
 	}
 	cctx, cancel := context.WithCancel(ctx)

@@ -117,3 +117,42 @@ func TestExpiredLeaseIsPickedUp(t *testing.T) {
 	rcancel()
 	require.NoError(t, <-done)
 }
+
+// A claim says how late it came by the database clock: a pair due 90 s
+// ago (next_run_at set by the database) is 90 s late whatever the
+// service's clock says.
+func TestClaimLatenessByDatabaseClock(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store := customer.NewStore(db.Pool, keyring(t))
+	require.NoError(t, store.Add(ctx, customer.New{ID: "acme", Token: "t"}))
+	_, err := db.Pool.Exec(ctx, `UPDATE vomosync.schedules SET next_run_at = now() - interval '90 seconds'
+		WHERE kind = 'poll' AND resource = 'users'`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `UPDATE vomosync.schedules SET next_run_at = now() + interval '1 hour'
+		WHERE kind = 'poll' AND resource <> 'users'`)
+	require.NoError(t, err)
+	got := make(chan schedule.Claim, 1)
+	s := &schedule.Scheduler{DB: db.Pool, Owner: "p", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1,
+		Cycle: func(_ context.Context, c schedule.Claim) string {
+			select {
+			case got <- c:
+			default:
+			}
+			return "success"
+		}, Log: zerolog.Nop()}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(rctx) }()
+	select {
+	case c := <-got:
+		require.Equal(t, "users", c.Resource)
+		require.InDelta(t, 90, c.Late.Seconds(), 5)
+	case <-ctx.Done():
+		t.Fatal("due pair never claimed")
+	}
+	rcancel()
+	require.NoError(t, <-done)
+}
