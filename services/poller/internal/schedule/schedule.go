@@ -9,13 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/vomosync/vomosync/pkg/claimloop"
 	"github.com/vomosync/vomosync/pkg/logging"
 	"github.com/vomosync/vomosync/pkg/metrics"
 )
@@ -59,52 +59,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		WHERE lease_owner = $1 AND kind = 'poll'`, s.Owner); err != nil {
 		return fmt.Errorf("release own leases: %w", err)
 	}
-	sem := make(chan struct{}, s.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	var lastObserved time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		free := s.Concurrency - len(sem)
-		claimed := 0
-		if free > 0 {
-			claims, err := s.claim(ctx, free)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.Log.Error().Err(err).Msg("claim due pairs")
+	return claimloop.Run(ctx, claimloop.Options{Concurrency: s.Concurrency, Tick: s.Tick, What: "due pairs", Log: s.Log,
+		AfterRound: func(ctx context.Context) {
+			if time.Since(lastObserved) > 5*time.Second {
+				// Counting due pairs scans the due index: every few seconds is
+				// enough for a scaling signal.
+				s.observeDue(ctx)
+				lastObserved = time.Now()
 			}
-			claimed = len(claims)
-			for _, c := range claims {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					s.runOne(ctx, c)
-				}()
-			}
-		}
-		if time.Since(lastObserved) > 5*time.Second {
-			// Counting due pairs scans the due index: every few seconds is
-			// enough for a scaling signal.
-			s.observeDue(ctx)
-			lastObserved = time.Now()
-		}
-		// Claim again at once while there is a backlog and room.
-		if claimed > 0 && claimed == free {
-			timer.Reset(time.Millisecond)
-		} else {
-			timer.Reset(s.Tick)
-		}
-	}
+		}}, s.claim, s.runOne)
 }
 
 const claimSQL = `

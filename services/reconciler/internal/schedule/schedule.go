@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/vomosync/vomosync/pkg/claimloop"
 	"github.com/vomosync/vomosync/pkg/logging"
 )
 
@@ -72,44 +72,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		WHERE lease_owner = $1 AND kind IN ('reconcile_daily', 'reconcile_full')`, s.Owner); err != nil {
 		return fmt.Errorf("release own leases: %w", err)
 	}
-	sem := make(chan struct{}, s.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		free := s.Concurrency - len(sem)
-		claimed := 0
-		if free > 0 {
-			claims, err := s.claim(ctx, free)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.Log.Error().Err(err).Msg("claim due reconciliations")
-			}
-			claimed = len(claims)
-			for _, c := range claims {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					s.runOne(ctx, c)
-				}()
-			}
-		}
-		if claimed > 0 && claimed == free {
-			timer.Reset(time.Millisecond)
-		} else {
-			timer.Reset(s.Tick)
-		}
-	}
+	return claimloop.Run(ctx, claimloop.Options{Concurrency: s.Concurrency, Tick: s.Tick, What: "due reconciliations", Log: s.Log},
+		s.claim, s.runOne)
 }
 
 // claimSQL takes due rows of active customers' enabled resources. A pair
