@@ -204,6 +204,10 @@ func TestDestinationFailuresAreIsolated(t *testing.T) {
 	cfg.MaxDeliver = 4
 	cfg.RetryBase = 100 * time.Millisecond
 	cfg.RetryMax = 300 * time.Millisecond
+	// Attempts are counted exactly below: on a loaded machine a batch
+	// waiting on three HTTP destinations can outlast a 1 s ack wait, and the
+	// redelivery that follows would count as an attempt.
+	cfg.AckWait = 10 * time.Second
 	b.start(cfg, processor.Hooks{})
 
 	b.eventually("healthy flows while others fail", func() bool {

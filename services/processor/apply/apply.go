@@ -359,12 +359,12 @@ func validateRecord(ev *eventsv1.ChangeEvent, buf []field) ([]field, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, errors.New("upsert without a record")
 	}
-	if err := checkJSON(raw); err != nil {
+	fields, err := checkJSON(raw, buf)
+	if err != nil {
 		return nil, err
 	}
-	fields, err := topLevel(raw, buf)
-	if err != nil {
-		return nil, fmt.Errorf("record is %w", err)
+	if raw[skipWS(raw, 0)] != '{' {
+		return nil, fmt.Errorf("record is %w", errNotObject)
 	}
 	if j := find(fields, []byte("id")); j >= 0 {
 		id := fields[j].val

@@ -36,25 +36,37 @@ func TestCheckJSON(t *testing.T) {
 		``:                     errJSONEnd,
 		`"\x"`:                 errJSONSyntax,
 	} {
-		require.Equal(t, want, checkJSON([]byte(in)), "%q", in)
+		_, err := checkJSON([]byte(in), nil)
+		require.Equal(t, want, err, "%q", in)
 	}
 	deep := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
-	require.NoError(t, checkJSON([]byte(deep)))
+	_, err := checkJSON([]byte(deep), nil)
+	require.NoError(t, err)
 	require.True(t, json.Valid([]byte(deep)))
-	require.Equal(t, errJSONDepth, checkJSON([]byte("["+deep+"]")))
+	_, err = checkJSON([]byte("["+deep+"]"), nil)
+	require.Equal(t, errJSONDepth, err)
 	require.False(t, json.Valid([]byte("["+deep+"]")), "the same limit as encoding/json")
 }
 
 // FuzzCheckJSON holds checkJSON to encoding/json.Valid: it accepts a text
 // only when json.Valid does, and refuses a valid one only for what jsonb
-// cannot store (invalid UTF-8, \u0000, an unpaired surrogate).
+// cannot store (invalid UTF-8, \u0000, an unpaired surrogate). The members
+// it lists are those topLevel finds.
 func FuzzCheckJSON(f *testing.F) {
 	for _, s := range []string{`{"a":[1,2.5e3,"x\u00e9",true,null]}`, `"\ud83d\ude00"`, `{"a":"\u0000"}`, "[\"\xff\"]", `-0.0E-7`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		err := checkJSON(b)
+		members, err := checkJSON(b, nil)
 		valid := json.Valid(b)
+		if err == nil {
+			// The members are topLevel's (none when the text is no object).
+			want, terr := topLevel(b, nil)
+			if terr != nil {
+				want = nil
+			}
+			require.Equal(t, want, members, "%q", b)
+		}
 		if err == nil && !valid {
 			t.Fatalf("checkJSON accepted what json.Valid refuses: %q", b)
 		}
@@ -78,10 +90,11 @@ func BenchmarkCheckJSON(b *testing.B) {
 		`"created_at":"2025-12-01T00:00:01.000000Z","user_status":"VERIFIED","membership_status":"ACCEPTED","membership_role":"ADMIN",` +
 		`"hours_total":3,"profile_field_values":[{"id":11,"name":"T-shirt size","value":"M"},` +
 		`{"id":12,"name":"Emergency contact","value":"Alex Doe +1-217-555-0199"},{"id":13,"name":"Skills","value":"first aid, driving"}]}`)
+	buf := make([]field, 0, 64)
 	b.Run("checkJSON", func(b *testing.B) {
 		b.SetBytes(int64(len(rec)))
 		for b.Loop() {
-			if checkJSON(rec) != nil {
+			if _, err := checkJSON(rec, buf[:0]); err != nil {
 				b.Fatal("invalid")
 			}
 		}
