@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -92,26 +93,24 @@ func (f *fetcher) run(ctx context.Context) error {
 	return nil
 }
 
-// owner picks the worker of a message's record.
+// owner picks the worker of a message's record. The seed only has to hold
+// within this process: a record's messages go to one worker, in order.
 func owner(m apply.Message, workers int) int {
-	var h uint32
+	var h maphash.Hash
+	h.SetSeed(ownerSeed)
 	if ev := m.Event; ev != nil {
-		h = fnv1a(fnv1a(fnv1a(fnv1a(fnv1a(fnvOffset, ev.GetCustomerId()), "/"), ev.GetResource()), "/"), ev.GetRecordId())
+		_, _ = h.WriteString(ev.GetCustomerId())
+		_ = h.WriteByte('/')
+		_, _ = h.WriteString(ev.GetResource())
+		_ = h.WriteByte('/')
+		_, _ = h.WriteString(ev.GetRecordId())
 	} else {
-		h = fnv1a(fnvOffset, m.Subject)
+		_, _ = h.WriteString(m.Subject)
 	}
-	return int(h % uint32(workers))
+	return int(h.Sum64() % uint64(workers))
 }
 
-// FNV-1a (32 bit) over strings without converting them to bytes.
-const fnvOffset uint32 = 2166136261
-
-func fnv1a(h uint32, s string) uint32 {
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
-	}
-	return h
-}
+var ownerSeed = maphash.MakeSeed()
 
 // fetch takes what is pending without waiting (up to a batch per worker);
 // on an idle stream it waits up to MaxWait for one message, then takes what
