@@ -35,8 +35,7 @@ type Service struct {
 	done      chan struct{} // closed when the supervisor loop ends
 	startErr  error
 	startedAt time.Time
-	quick     int  // consecutive self-exits within two seconds of a start
-	signalled bool // the current process ended by a signal
+	quick     int // consecutive self-exits within two seconds of a start
 }
 
 // crashLooping: ten exits in a row, each within two seconds of its start.
@@ -131,10 +130,6 @@ func (s *Service) startOnce() error {
 	s.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
-		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		s.mu.Lock()
-		s.signalled = ok && ws.Signaled()
-		s.mu.Unlock()
 		close(exited)
 	}()
 	return nil
@@ -153,8 +148,10 @@ func (s *Service) supervise() {
 			return
 		}
 		s.deaths++
+		// Wait has returned (exited is closed), so ProcessState is set.
+		ws, _ := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
 		switch {
-		case s.signalled:
+		case ws.Signaled():
 		case time.Since(s.startedAt) < 2*time.Second:
 			s.quick++
 		default:
