@@ -96,26 +96,35 @@ func TestExpiredLeaseIsPickedUp(t *testing.T) {
 	require.NoError(t, store.Add(ctx, customer.New{ID: "acme", Token: "t"}))
 	_, err := db.Pool.Exec(ctx, `UPDATE vomosync.schedules SET lease_owner = 'dead', lease_until = now() + interval '300 milliseconds' WHERE kind = 'poll'`)
 	require.NoError(t, err)
-	got := make(chan string, 1)
-	s := &schedule.Scheduler{DB: db.Pool, Owner: "alive", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1,
-		Cycle: func(_ context.Context, c schedule.Claim) string {
-			select {
-			case got <- c.CustomerID:
-			default:
-			}
-			return "success"
-		}, Log: zerolog.Nop()}
+	s := &schedule.Scheduler{DB: db.Pool, Owner: "alive", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1, Log: zerolog.Nop()}
+	c := firstClaim(ctx, t, s, "expired lease never picked up")
+	require.Equal(t, "acme", c.CustomerID)
+}
+
+// firstClaim runs s until its first claim, stops it and returns the claim;
+// the test fails with failMsg when ctx ends first.
+func firstClaim(ctx context.Context, t *testing.T, s *schedule.Scheduler, failMsg string) schedule.Claim {
+	t.Helper()
+	got := make(chan schedule.Claim, 1)
+	s.Cycle = func(_ context.Context, c schedule.Claim) string {
+		select {
+		case got <- c:
+		default:
+		}
+		return "success"
+	}
 	rctx, rcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(rctx) }()
+	var c schedule.Claim
 	select {
-	case c := <-got:
-		require.Equal(t, "acme", c)
+	case c = <-got:
 	case <-ctx.Done():
-		t.Fatal("expired lease never picked up")
+		t.Fatal(failMsg)
 	}
 	rcancel()
 	require.NoError(t, <-done)
+	return c
 }
 
 // A claim says how late it came by the database clock: a pair due 90 s
@@ -134,25 +143,8 @@ func TestClaimLatenessByDatabaseClock(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `UPDATE vomosync.schedules SET next_run_at = now() + interval '1 hour'
 		WHERE kind = 'poll' AND resource <> 'users'`)
 	require.NoError(t, err)
-	got := make(chan schedule.Claim, 1)
-	s := &schedule.Scheduler{DB: db.Pool, Owner: "p", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1,
-		Cycle: func(_ context.Context, c schedule.Claim) string {
-			select {
-			case got <- c:
-			default:
-			}
-			return "success"
-		}, Log: zerolog.Nop()}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(rctx) }()
-	select {
-	case c := <-got:
-		require.Equal(t, "users", c.Resource)
-		require.InDelta(t, 90, c.Late.Seconds(), 5)
-	case <-ctx.Done():
-		t.Fatal("due pair never claimed")
-	}
-	rcancel()
-	require.NoError(t, <-done)
+	s := &schedule.Scheduler{DB: db.Pool, Owner: "p", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1, Log: zerolog.Nop()}
+	c := firstClaim(ctx, t, s, "due pair never claimed")
+	require.Equal(t, "users", c.Resource)
+	require.InDelta(t, 90, c.Late.Seconds(), 5)
 }
