@@ -26,7 +26,7 @@ import (
 
 // stagedDest is a destination that can write from the stage table.
 type stagedDest interface {
-	ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, ops []destination.Op) ([]error, error)
+	ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, news []bool, ops []destination.Op) ([]error, error)
 }
 
 // errUnstaged asks Apply to run the batch again through the general path.
@@ -150,11 +150,11 @@ func (a *Applier) applyStaged(ctx context.Context, tx pgx.Tx, winners []*cand, r
 		}
 	}
 	for _, g := range groupByTarget(winners, res) {
-		ops, idx := make([]destination.Op, len(g)), make([]int32, len(g))
+		ops, idx, news := make([]destination.Op, len(g)), make([]int32, len(g)), make([]bool, len(g))
 		for j, k := range g {
-			ops[j], idx[j] = k.op, int32(k.i)
+			ops[j], idx[j], news[j] = k.op, int32(k.i), k.inserted
 		}
-		perOp, err := g[0].target.Dest.(stagedDest).ApplyStaged(ctx, tx, stageTable, idx, ops)
+		perOp, err := g[0].target.Dest.(stagedDest).ApplyStaged(ctx, tx, stageTable, idx, news, ops)
 		if err != nil {
 			return unstaged("destination", err)
 		}

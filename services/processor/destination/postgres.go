@@ -92,13 +92,14 @@ func (p *Postgres) Apply(ctx context.Context, tx pgx.Tx, ops []Op) ([]error, err
 // ApplyStaged is Apply for the processor's fast path: the records are not
 // sent again but copied from stage, the batch's temporary table in the same
 // transaction (columns idx, customer_id, external_id, source_updated_at,
-// record, trace_id); rows[i] is the stage row of ops[i]. Deletes take the
-// ordinary path. When some upsert finds a newer version in place it returns
+// record, trace_id); rows[i] is the stage row of ops[i], and news[i] says
+// that the caller's state write found no earlier version of it. Deletes take
+// the ordinary path. When some upsert finds a newer version in place it returns
 // an error wrapping ErrStale without saying which: the caller rolls back and
 // uses Apply, which does.
-func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, ops []Op) ([]error, error) {
-	if len(rows) != len(ops) {
-		return nil, fmt.Errorf("%d stage rows for %d ops", len(rows), len(ops))
+func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, news []bool, ops []Op) ([]error, error) {
+	if len(rows) != len(ops) || len(news) != len(ops) {
+		return nil, fmt.Errorf("%d stage rows and %d flags for %d ops", len(rows), len(news), len(ops))
 	}
 	res := make([]error, len(ops))
 	byResource := map[string][]int{}
@@ -117,25 +118,42 @@ func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, row
 	}
 	slices.Sort(resources)
 	for _, resource := range resources {
-		which := byResource[resource]
-		idx := make([]int32, len(which))
-		for j, i := range which {
-			idx[j] = rows[i]
+		var fresh, seen []int32
+		for _, i := range byResource[resource] {
+			if news[i] {
+				fresh = append(fresh, rows[i])
+			} else {
+				seen = append(seen, rows[i])
+			}
 		}
 		table := pgx.Identifier{p.schema, resource}.Sanitize()
-		// Cached as a generic plan: it joins only the small stage table.
+		// Both cached as generic plans: they join only the small stage table.
+		if len(fresh) > 0 {
+			// Records the state write inserted have no destination row yet: a
+			// plain insert skips ON CONFLICT's extra probe of the key index
+			// (a row there anyway fails the batch over to the general path).
+			if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
+				SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
+				FROM `+stage+` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
+				ORDER BY s.customer_id, s.external_id`, fresh); err != nil {
+				return nil, classify(resource, err)
+			}
+		}
+		if len(seen) == 0 {
+			continue
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO `+table+` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
 			SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
 			FROM `+stage+` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
 			ORDER BY s.customer_id, s.external_id
 			ON CONFLICT (customer_id, external_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at,
 				deleted = false, deleted_at = NULL, record = EXCLUDED.record, trace_id = EXCLUDED.trace_id, synced_at = now()
-			WHERE d.source_updated_at < EXCLUDED.source_updated_at`, idx)
+			WHERE d.source_updated_at < EXCLUDED.source_updated_at`, seen)
 		if err != nil {
 			return nil, classify(resource, err)
 		}
-		if n := int(tag.RowsAffected()); n != len(which) {
-			return nil, fmt.Errorf("%w: %d of %d %s rows found a newer version in place", ErrStale, len(which)-n, len(which), resource)
+		if n := int(tag.RowsAffected()); n != len(seen) {
+			return nil, fmt.Errorf("%w: %d of %d %s rows found a newer version in place", ErrStale, len(seen)-n, len(seen), resource)
 		}
 	}
 	if len(deletes) > 0 {
