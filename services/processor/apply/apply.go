@@ -745,7 +745,8 @@ func (a *Applier) enqueueActions(ctx context.Context, tx pgx.Tx, winners []*cand
 	var allow []bool
 	var payloads [][]byte
 	for _, k := range winners {
-		if k.outcome != Applied || !firstSeen(k) {
+		// Effective builds maps: only customers with actions pay for it.
+		if k.outcome != Applied || !firstSeen(k) || len(k.cust.Settings.Actions) == 0 {
 			continue
 		}
 		eff := k.cust.Settings.Effective()
@@ -913,6 +914,7 @@ func audit(ctx context.Context, tx pgx.Tx, msgs []Message, res []Result) error {
 	if err := copyIn(ctx, tx, cb.done(), auditCopy); err != nil {
 		return fmt.Errorf("audit copy: %w", err)
 	}
+	cb.release()
 	if _, err := tx.Exec(ctx, auditMove); err != nil {
 		return fmt.Errorf("audit insert: %w", err)
 	}

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
@@ -15,12 +16,27 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const textOID = 25
 
+// copyBufs keeps released buffers: a batch's stream is half a megabyte,
+// which the runtime would otherwise zero for every batch.
+var copyBufs sync.Pool
+
 func newCopyBuf(size int) *copyBuf {
-	c := &copyBuf{b: make([]byte, 0, size)}
-	c.b = append(c.b, "PGCOPY\n\xff\r\n\x00"...)
+	c, _ := copyBufs.Get().(*copyBuf)
+	if c == nil || cap(c.b) < size {
+		c = &copyBuf{b: make([]byte, 0, size)}
+	}
+	c.b = append(c.b[:0], "PGCOPY\n\xff\r\n\x00"...)
 	c.b = binary.BigEndian.AppendUint32(c.b, 0) // flags
 	c.b = binary.BigEndian.AppendUint32(c.b, 0) // header extension length
 	return c
+}
+
+// release hands the buffer back once the stream has been sent. Not after a
+// failed COPY: pgconn may return from one before its reader goroutine stops.
+func (c *copyBuf) release() {
+	if cap(c.b) <= 16<<20 {
+		copyBufs.Put(c)
+	}
 }
 
 func (c *copyBuf) row(fields int) { c.b = binary.BigEndian.AppendUint16(c.b, uint16(fields)) }

@@ -115,6 +115,7 @@ func (a *Applier) applyStaged(ctx context.Context, tx pgx.Tx, winners []*cand, r
 		delete(conn.CustomData(), stageReady)
 		return unstaged("stage copy", err)
 	}
+	cb.release()
 
 	byKey := make(map[[3]string]*cand, len(winners))
 	for _, k := range winners {
