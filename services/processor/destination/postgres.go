@@ -95,8 +95,9 @@ func (p *Postgres) Apply(ctx context.Context, tx pgx.Tx, ops []Op) ([]error, err
 // record, trace_id); rows[i] is the stage row of ops[i], and news[i] says
 // that the caller's state write found no earlier version of it. Deletes take
 // the ordinary path. When some upsert finds a newer version in place it returns
-// an error wrapping ErrStale without saying which: the caller rolls back and
-// uses Apply, which does.
+// an error wrapping ErrStale without saying which, and a row already there
+// for a record news calls new fails the insert (ErrRejected): either way the
+// caller rolls back and uses Apply, which settles each record.
 func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, rows []int32, news []bool, ops []Op) ([]error, error) {
 	if len(rows) != len(ops) || len(news) != len(ops) {
 		return nil, fmt.Errorf("%d stage rows and %d flags for %d ops", len(rows), len(news), len(ops))
