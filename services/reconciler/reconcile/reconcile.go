@@ -278,6 +278,11 @@ func (r *Reconciler) Run(ctx context.Context, req Request) (*RunResult, error) {
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)):
 		res.Outcome = OutcomeInterrupted
+		if !errors.Is(err, context.Canceled) {
+			// pgx closes the connection of a cancelled statement; the write
+			// that meets it says "closed network connection", not why.
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 	case !res.Trusted:
 		res.Outcome = OutcomeUntrusted
 	case err != nil:
