@@ -129,24 +129,22 @@ func (p *Postgres) ApplyStaged(ctx context.Context, tx pgx.Tx, stage string, row
 		}
 		table := pgx.Identifier{p.schema, resource}.Sanitize()
 		// Both cached as generic plans: they join only the small stage table.
+		insert := `INSERT INTO ` + table + ` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
+			SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
+			FROM ` + stage + ` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
+			ORDER BY s.customer_id, s.external_id`
 		if len(fresh) > 0 {
 			// Records the state write inserted have no destination row yet: a
 			// plain insert skips ON CONFLICT's extra probe of the key index
 			// (a row there anyway fails the batch over to the general path).
-			if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
-				SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
-				FROM `+stage+` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
-				ORDER BY s.customer_id, s.external_id`, fresh); err != nil {
+			if _, err := tx.Exec(ctx, insert, fresh); err != nil {
 				return nil, classify(resource, err)
 			}
 		}
 		if len(seen) == 0 {
 			continue
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO `+table+` AS d (customer_id, external_id, source_updated_at, deleted, deleted_at, record, trace_id, synced_at)
-			SELECT s.customer_id, s.external_id, s.source_updated_at, false, NULL, s.record, s.trace_id, now()
-			FROM `+stage+` s JOIN unnest($1::int[]) AS w(idx) ON w.idx = s.idx
-			ORDER BY s.customer_id, s.external_id
+		tag, err := tx.Exec(ctx, insert+`
 			ON CONFLICT (customer_id, external_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at,
 				deleted = false, deleted_at = NULL, record = EXCLUDED.record, trace_id = EXCLUDED.trace_id, synced_at = now()
 			WHERE d.source_updated_at < EXCLUDED.source_updated_at`, seen)

@@ -222,12 +222,8 @@ func (s *session) compare(ctx context.Context, batch []vomo.Record) error {
 			s.offerSample(rec)
 		}
 	}
-	seen := make([][]any, len(ids))
-	for i, id := range ids {
-		seen[i] = []any{id}
-	}
-	if _, err := s.conn.CopyFrom(ctx, pgx.Identifier{"recon_seen"}, []string{"record_id"}, pgx.CopyFromRows(seen)); err != nil {
-		return fmt.Errorf("record seen ids: %w", err)
+	if err := s.recordSeen(ctx, ids); err != nil {
+		return err
 	}
 	if len(s.gaps) > 0 {
 		if _, err := s.conn.CopyFrom(ctx, pgx.Identifier{"recon_gap"},
@@ -237,6 +233,18 @@ func (s *session) compare(ctx context.Context, batch []vomo.Record) error {
 		}
 	}
 	s.gaps = s.gaps[:0]
+	return nil
+}
+
+// recordSeen adds ids the walk listed to recon_seen.
+func (s *session) recordSeen(ctx context.Context, ids []string) error {
+	seen := make([][]any, len(ids))
+	for i, id := range ids {
+		seen[i] = []any{id}
+	}
+	if _, err := s.conn.CopyFrom(ctx, pgx.Identifier{"recon_seen"}, []string{"record_id"}, pgx.CopyFromRows(seen)); err != nil {
+		return fmt.Errorf("record seen ids: %w", err)
+	}
 	return nil
 }
 

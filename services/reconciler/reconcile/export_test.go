@@ -20,11 +20,7 @@ func ExplainDeletions(ctx context.Context, conn *pgx.Conn, cust, resource string
 		return "", err
 	}
 	defer s.close()
-	seen := make([][]any, len(ids))
-	for i, id := range ids {
-		seen[i] = []any{id}
-	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"recon_seen"}, []string{"record_id"}, pgx.CopyFromRows(seen)); err != nil {
+	if err := s.recordSeen(ctx, ids); err != nil {
 		return "", err
 	}
 	if _, err := s.sourceRecords(ctx); err != nil {
