@@ -323,6 +323,7 @@ func (s *session) deletions(ctx context.Context, src Source, walkStart time.Time
 	for _, id := range ids {
 		_, err := src.Get(ctx, "/"+s.resource+"/"+id)
 		s.res.Requests++
+		alive(ctx)
 		switch {
 		case errors.Is(err, vomo.ErrNotFound):
 			continue

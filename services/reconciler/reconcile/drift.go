@@ -52,6 +52,7 @@ func (r *Reconciler) checkDrift(ctx context.Context, src Source, s *session) err
 		}
 		detail, err := src.Get(ctx, "/"+res.Resource+"/"+rec.ID)
 		res.Requests++
+		alive(ctx)
 		switch {
 		case errors.Is(err, vomo.ErrNotFound):
 			continue // deleted since the walk; the next full run sees it

@@ -179,6 +179,11 @@ type Request struct {
 	// Progress, when set, is told after each page: records walked and the
 	// source's total (syncctl draws its progress bar with it).
 	Progress func(done, total int)
+	// Alive, when set, is called whenever the run moves on (a page walked,
+	// a step of the comparison done, a confirmation answered, a window of
+	// repairs acked): the scheduler's stall watchdog cancels a run that
+	// stops calling it.
+	Alive func()
 }
 
 // RunResult is what a run found and did; it is also the recon_runs row.
@@ -273,12 +278,17 @@ func (r *Reconciler) Run(ctx context.Context, req Request) (*RunResult, error) {
 	if err := insertRun(ctx, r.DB, res); err != nil {
 		return nil, err
 	}
-	err = r.run(ctx, req, cust, res)
+	err = r.run(withAlive(ctx, req.Alive), req, cust, res)
 	res.Duration = time.Since(t0)
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)):
 		res.Outcome = OutcomeInterrupted
-		if !errors.Is(err, context.Canceled) {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			// Cancelled for a reason (the stall watchdog): a failure to
+			// look at, not an interruption to resume at once.
+			res.Outcome = OutcomeFailed
+			err = fmt.Errorf("%w: %w", cause, err)
+		} else if !errors.Is(err, context.Canceled) {
 			// pgx closes the connection of a cancelled statement; the write
 			// that meets it says "closed network connection", not why.
 			err = fmt.Errorf("%w: %w", ctx.Err(), err)

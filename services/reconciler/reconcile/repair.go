@@ -268,6 +268,7 @@ func (p *publisher) flush(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	acked, werr := p.batch.Wait(wctx)
 	cancel()
+	alive(ctx)
 	done := p.pending[:acked]
 	p.pending = p.pending[:0]
 	var ids []int64

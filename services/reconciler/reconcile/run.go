@@ -74,6 +74,7 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 			}
 		}
 		walked += len(p.Records)
+		alive(ctx)
 		if req.Progress != nil {
 			req.Progress(walked, max(total, walked))
 		}
@@ -105,6 +106,7 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 	if res.SourceRecords, err = s.sourceRecords(ctx); err != nil {
 		return err
 	}
+	alive(ctx)
 
 	if req.Full && res.Trusted {
 		if err := s.deletions(ctx, src, res.WindowTo, r.confirmDeletes()); err != nil {
@@ -116,6 +118,7 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 			return err
 		}
 	}
+	alive(ctx)
 	if n, err := s.reverify(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -124,6 +127,7 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 	if err := r.checkDrift(ctx, src, s); err != nil {
 		return err
 	}
+	alive(ctx)
 	if req.Full {
 		// After every other comparison: a record with another gap is
 		// repaired by that gap's event, which overwrites its row too.
@@ -131,6 +135,7 @@ func (r *Reconciler) run(ctx context.Context, req Request, cust customer.Custome
 			return err
 		}
 	}
+	alive(ctx)
 	if err := s.record(ctx); err != nil {
 		return err
 	}
@@ -199,4 +204,22 @@ func (r *Reconciler) expected(ctx context.Context, full bool, res *RunResult) er
 	}
 	res.Expected = max(live, res.Compared)
 	return nil
+}
+
+type aliveKey struct{}
+
+// withAlive carries the run's liveness callback (Request.Alive) to the
+// steps that report progress.
+func withAlive(ctx context.Context, f func()) context.Context {
+	if f == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, aliveKey{}, f)
+}
+
+// alive tells the stall watchdog, if any, that the run has moved on.
+func alive(ctx context.Context) {
+	if f, _ := ctx.Value(aliveKey{}).(func()); f != nil {
+		f()
+	}
 }

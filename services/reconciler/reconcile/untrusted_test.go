@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -183,5 +184,36 @@ func TestCancelledRunIsInterrupted(t *testing.T) {
 	runs, err := reconcile.ListRuns(b.ctx, b.db.Pool, reconcile.RunFilter{Customer: custID})
 	require.NoError(t, err)
 	require.Equal(t, reconcile.OutcomeInterrupted, runs[0].Outcome)
+	require.Empty(t, b.published(t))
+}
+
+// A run cancelled with a cause (the scheduler's stall watchdog) fails with
+// that cause on record, instead of passing for an interruption; a run
+// reports progress through Request.Alive while it walks.
+func TestRunCancelledWithCauseFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{users: 90})
+	b.deliverAll(t)
+	b.rec.BatchSize = 5
+	stalled := errors.New("stalled: no progress for 30m")
+	ctx, cancel := context.WithCancelCause(b.ctx)
+	defer cancel(nil)
+	b.tamper(func(n int, body []byte) []byte {
+		if n == 3 {
+			cancel(stalled)
+		}
+		return body
+	})
+	beats := 0
+	res, err := b.rec.Run(ctx, reconcile.Request{Customer: custID, Resource: "users", Full: true, Mode: reconcile.ModeRepair,
+		Alive: func() { beats++ }})
+	require.ErrorIs(t, err, stalled)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, reconcile.OutcomeFailed, res.Outcome)
+	require.Positive(t, beats, "pages walked before the cancel report progress")
+	runs, err := reconcile.ListRuns(b.ctx, b.db.Pool, reconcile.RunFilter{Customer: custID})
+	require.NoError(t, err)
+	require.Equal(t, reconcile.OutcomeFailed, runs[0].Outcome)
+	require.Contains(t, runs[0].Error, "stalled")
 	require.Empty(t, b.published(t))
 }

@@ -47,7 +47,10 @@ type Config struct {
 	ConfirmDeletes int           `env:"RECONCILER_CONFIRM_DELETES" envDefault:"100"`
 	PersistRuns    int           `env:"RECONCILER_PERSIST_RUNS" envDefault:"3"`
 	SettleTimeout  time.Duration `env:"RECONCILER_SETTLE_TIMEOUT" envDefault:"2m"`
-	Faults         faults.Settings
+	// StallTimeout cancels (and fails) a run that shows no progress for this
+	// long: no page walked, no comparison step, no repair window acked. 0: off.
+	StallTimeout time.Duration `env:"RECONCILER_STALL_TIMEOUT" envDefault:"30m"`
+	Faults       faults.Settings
 }
 
 // Validate checks cross-field rules.
@@ -71,6 +74,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("RECONCILER_CONFIRM_DELETES=%d: want at least 1", c.ConfirmDeletes)
 	case c.PersistRuns == 1 || c.PersistRuns == 0:
 		return fmt.Errorf("RECONCILER_PERSIST_RUNS=%d: want 2 or more, or -1 to disable", c.PersistRuns)
+	case c.StallTimeout != 0 && (c.StallTimeout < time.Minute || c.StallTimeout <= c.SettleTimeout):
+		// The settle wait before the walk reports no progress.
+		return fmt.Errorf("RECONCILER_STALL_TIMEOUT=%s: want 0 (off), or at least 1m and longer than RECONCILER_SETTLE_TIMEOUT (%s)", c.StallTimeout, c.SettleTimeout)
 	}
 	return nil
 }
@@ -133,10 +139,11 @@ func run(ctx context.Context) error {
 		log.Warn().Int64("runs", n).Msg("runs of a previous life of this reconciler closed as interrupted")
 	}
 	sched := &schedule.Scheduler{DB: pool, Owner: cfg.ID, Lease: cfg.Lease, Tick: cfg.Tick,
-		Concurrency: cfg.Concurrency, RetryAfter: cfg.RetryAfter, Log: logging.Component(log, "schedule"),
-		Do: func(ctx context.Context, c schedule.Claim) schedule.Outcome {
+		Concurrency: cfg.Concurrency, RetryAfter: cfg.RetryAfter, StallTimeout: cfg.StallTimeout,
+		Log: logging.Component(log, "schedule"),
+		Do: func(ctx context.Context, c schedule.Claim, alive func()) schedule.Outcome {
 			res, err := rec.Run(ctx, reconcile.Request{Customer: c.CustomerID, Resource: c.Resource,
-				Full: c.Kind == schedule.KindFull, Actor: actor})
+				Full: c.Kind == schedule.KindFull, Actor: actor, Alive: alive})
 			if res == nil {
 				log.Error().Err(err).Str(logging.FCustomerID, c.CustomerID).Str(logging.FResource, c.Resource).Msg("run not started")
 				return schedule.Outcome{Outcome: reconcile.OutcomeFailed, Retry: true}

@@ -19,9 +19,10 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 	require.Equal(t, 1000, cfg.BatchSize)
 	require.InDelta(t, 0.5, cfg.BudgetReserve, 1e-9)
 	require.Equal(t, 3, cfg.PersistRuns)
+	require.Equal(t, 30*time.Minute, cfg.StallTimeout)
 
 	for k, v := range map[string]string{"RECONCILER_BUDGET_RESERVE": "1", "RECONCILER_PERSIST_RUNS": "1",
-		"RECONCILER_LEASE": "1s", "RECONCILER_BATCH_SIZE": "0"} {
+		"RECONCILER_LEASE": "1s", "RECONCILER_BATCH_SIZE": "0", "RECONCILER_STALL_TIMEOUT": "90s"} {
 		bad := map[string]string{k: v}
 		for ek, ev := range env {
 			bad[ek] = ev

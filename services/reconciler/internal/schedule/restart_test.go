@@ -25,7 +25,7 @@ func TestRestartReleasesOwnLeases(t *testing.T) {
 
 	ran := make(chan schedule.Claim, 4)
 	s := &schedule.Scheduler{DB: b.db.Pool, Owner: "r1", Lease: 10 * time.Second, Tick: 20 * time.Millisecond, Concurrency: 1,
-		Do: func(_ context.Context, c schedule.Claim) schedule.Outcome {
+		Do: func(_ context.Context, c schedule.Claim, _ func()) schedule.Outcome {
 			ran <- c
 			return schedule.Outcome{Outcome: "success"}
 		}, Log: zerolog.Nop()}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,8 +44,13 @@ type Outcome struct {
 	Retry bool
 }
 
-// RunFunc runs one claimed reconciliation.
-type RunFunc func(ctx context.Context, c Claim) Outcome
+// RunFunc runs one claimed reconciliation. It calls alive whenever the run
+// moves on; ctx ends when the run stalls (its cause then wraps ErrStalled),
+// loses its lease or the scheduler stops.
+type RunFunc func(ctx context.Context, c Claim, alive func()) Outcome
+
+// ErrStalled is the cause of a run cancelled by the stall watchdog.
+var ErrStalled = errors.New("run stalled")
 
 // Scheduler claims due reconciliations and runs them with bounded concurrency.
 type Scheduler struct {
@@ -55,8 +61,13 @@ type Scheduler struct {
 	Concurrency int
 	// RetryAfter is when a run asking for a retry runs again.
 	RetryAfter time.Duration
-	Do         RunFunc
-	Log        zerolog.Logger
+	// StallTimeout cancels a run that has not called alive for this long
+	// (0: never). The lease only proves the replica lives; a statement or a
+	// call that hangs would renew it forever and the pair would never be
+	// reconciled again. A stalled run fails and is retried after RetryAfter.
+	StallTimeout time.Duration
+	Do           RunFunc
+	Log          zerolog.Logger
 }
 
 // Run claims and runs due reconciliations until ctx ends, then waits for the
@@ -150,32 +161,52 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]Claim, error) {
 
 func (s *Scheduler) runOne(ctx context.Context, c Claim) {
 	log := s.Log.With().Str(logging.FCustomerID, c.CustomerID).Str(logging.FResource, c.Resource).Str("kind", c.Kind).Logger()
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var last atomic.Int64 // unix nanoseconds of the run's last sign of progress
+	last.Store(time.Now().UnixNano())
+	alive := func() { last.Store(time.Now().UnixNano()) }
+	every := s.Lease / 3
+	if s.StallTimeout > 0 {
+		every = min(every, s.StallTimeout/4)
+	}
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
-		t := time.NewTicker(s.Lease / 3)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-cctx.Done():
 				return
 			case <-t.C:
+				if idle := time.Since(time.Unix(0, last.Load())); s.StallTimeout > 0 && idle > s.StallTimeout {
+					log.Error().Dur("idle", idle).Dur("stall_timeout", s.StallTimeout).Msg("run stalled; cancelling it")
+					cancel(fmt.Errorf("%w: no progress for %s (RECONCILER_STALL_TIMEOUT %s)", ErrStalled, idle.Round(time.Second), s.StallTimeout))
+					return
+				}
 				tag, err := s.DB.Exec(cctx, `UPDATE vomosync.schedules SET lease_until = now() + $5::interval
 					WHERE customer_id = $1 AND resource = $2 AND kind = $3 AND lease_owner = $4`,
 					c.CustomerID, c.Resource, c.Kind, s.Owner, s.Lease)
 				if err == nil && tag.RowsAffected() == 0 {
 					log.Warn().Msg("lease lost; stopping run")
-					cancel()
+					cancel(nil)
 					return
 				}
 			}
 		}
 	}()
-	out := s.Do(cctx, c)
-	cancel()
+	out := s.Do(cctx, c, alive)
+	stalled := errors.Is(context.Cause(cctx), ErrStalled)
+	cancel(nil)
 	<-renewDone
+	if stalled {
+		// Not an interruption to resume at once: it would likely hang again.
+		out.Retry = true
+		if out.Outcome == "interrupted" || out.Outcome == "" {
+			out.Outcome = "failed"
+		}
+	}
 	// Jitter (up to 1% of the cadence, at most 10 minutes) keeps customers
 	// that share a cadence from drifting into one another.
 	next := c.Cadence + time.Duration(rand.Int64N(int64(min(c.Cadence/100, 10*time.Minute))+1))

@@ -59,7 +59,7 @@ func TestReplicasShareDueRuns(t *testing.T) {
 	ran := map[schedule.Claim]int{}
 	running := map[string]string{}
 	overlap := false
-	do := func(ctx context.Context, c schedule.Claim) schedule.Outcome {
+	do := func(ctx context.Context, c schedule.Claim, _ func()) schedule.Outcome {
 		pair := c.CustomerID + "/" + c.Resource
 		mu.Lock()
 		if running[pair] != "" {
@@ -114,4 +114,62 @@ func TestReplicasShareDueRuns(t *testing.T) {
 	require.InDelta(t, (7 * 24 * time.Hour).Hours(), next("acme", "users", schedule.KindFull).Hours(), 2)
 	require.InDelta(t, 24, next("beta", "users", schedule.KindDaily).Hours(), 0.5)
 	require.InDelta(t, 1, next("beta", "groups", schedule.KindFull).Hours(), 0.1, "retry after an untrusted walk")
+}
+
+// A run that keeps reporting progress lives past the stall timeout; once it
+// stops (a hung statement, say), the watchdog cancels it with ErrStalled
+// although its lease is renewed, and the pair is failed and retried after
+// RetryAfter, not at once.
+func TestStalledRunIsCancelledAndRetriedLater(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "acme")
+	b.due(t, "acme", "users", schedule.KindFull)
+
+	const stall = 400 * time.Millisecond
+	type end struct {
+		cause    error
+		aliveFor time.Duration
+	}
+	ended := make(chan end, 1)
+	do := func(ctx context.Context, c schedule.Claim, alive func()) schedule.Outcome {
+		start := time.Now()
+		for time.Since(start) < 3*stall { // progress, for longer than the timeout
+			alive()
+			time.Sleep(stall / 8)
+		}
+		aliveFor := time.Since(start)
+		<-ctx.Done() // then nothing: hung
+		ended <- end{cause: context.Cause(ctx), aliveFor: aliveFor}
+		return schedule.Outcome{Outcome: "interrupted"}
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	s := &schedule.Scheduler{DB: b.db.Pool, Owner: "r1", Lease: 10 * time.Second, Tick: 20 * time.Millisecond,
+		Concurrency: 1, RetryAfter: time.Hour, StallTimeout: stall, Do: do, Log: zerolog.Nop()}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	var e end
+	select {
+	case e = <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stalled run was never cancelled")
+	}
+	require.ErrorIs(t, e.cause, schedule.ErrStalled)
+	require.GreaterOrEqual(t, e.aliveFor, 3*stall, "a run reporting progress is not cancelled")
+
+	// The release follows the run's return.
+	var outcome string
+	var d float64
+	require.Eventually(t, func() bool {
+		var owner *string
+		require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT coalesce(last_outcome, ''), extract(epoch FROM next_run_at - now()), lease_owner
+			FROM vomosync.schedules WHERE customer_id = 'acme' AND resource = 'users' AND kind = $1`, schedule.KindFull).
+			Scan(&outcome, &d, &owner))
+		return owner == nil && outcome != ""
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "failed", outcome, "a stalled run is a failure, not an interruption")
+	require.InDelta(t, 1, d/3600, 0.1, "retried after RetryAfter, not at once")
+	cancel()
+	require.NoError(t, <-done)
 }
