@@ -38,8 +38,11 @@ type Checkpoint struct {
 	CustomerID string
 	Resource   string
 	Position   time.Time
-	Backfill   *Backfill
-	UpdatedAt  time.Time
+	// WalkedTo is the upper bound of the last successful cycle's window
+	// (zero when unknown): every record updated before it was listed then.
+	WalkedTo  time.Time
+	Backfill  *Backfill
+	UpdatedAt time.Time
 }
 
 // Backfill is the resume point of an unfinished walk from epoch.
@@ -59,8 +62,9 @@ type Backfill struct {
 func Get(ctx context.Context, db DBTX, customer, resource string) (Checkpoint, error) {
 	c := Checkpoint{CustomerID: customer, Resource: resource}
 	var bf []byte
-	err := db.QueryRow(ctx, `SELECT position, backfill, updated_at FROM vomosync.checkpoints WHERE customer_id = $1 AND resource = $2`,
-		customer, resource).Scan(&c.Position, &bf, &c.UpdatedAt)
+	var walked *time.Time
+	err := db.QueryRow(ctx, `SELECT position, walked_to, backfill, updated_at FROM vomosync.checkpoints WHERE customer_id = $1 AND resource = $2`,
+		customer, resource).Scan(&c.Position, &walked, &bf, &c.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("%w: %s/%s", ErrNotFound, customer, resource)
 	}
@@ -68,6 +72,9 @@ func Get(ctx context.Context, db DBTX, customer, resource string) (Checkpoint, e
 		return c, fmt.Errorf("read checkpoint %s/%s: %w", customer, resource, err)
 	}
 	c.Position = c.Position.UTC()
+	if walked != nil {
+		c.WalkedTo = walked.UTC()
+	}
 	if len(bf) > 0 {
 		c.Backfill = &Backfill{}
 		if err := json.Unmarshal(bf, c.Backfill); err != nil {
@@ -112,8 +119,9 @@ func CheckLease(ctx context.Context, tx pgx.Tx, customer, resource, owner string
 }
 
 // Advance moves the primary checkpoint inside tx. position may equal the
-// current one (nothing new); it never moves backwards here.
-func Advance(ctx context.Context, tx pgx.Tx, customer, resource string, position time.Time, bf *Backfill, cycleID string) error {
+// current one (nothing new); it never moves backwards here, and neither
+// does walkedTo (zero: left as it is).
+func Advance(ctx context.Context, tx pgx.Tx, customer, resource string, position, walkedTo time.Time, bf *Backfill, cycleID string) error {
 	var bfJSON []byte
 	if bf != nil {
 		var err error
@@ -121,12 +129,18 @@ func Advance(ctx context.Context, tx pgx.Tx, customer, resource string, position
 			return fmt.Errorf("encode backfill cursor: %w", err)
 		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO vomosync.checkpoints (customer_id, resource, position, backfill, cycle_id, updated_at)
-		VALUES ($1, $2, $3, $4, $5::uuid, now())
+	var walked *time.Time
+	if !walkedTo.IsZero() {
+		w := walkedTo.UTC()
+		walked = &w
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO vomosync.checkpoints (customer_id, resource, position, walked_to, backfill, cycle_id, updated_at)
+		VALUES ($1, $2, $3, $6, $4, $5::uuid, now())
 		ON CONFLICT (customer_id, resource) DO UPDATE SET
 			position = greatest(vomosync.checkpoints.position, EXCLUDED.position),
+			walked_to = greatest(vomosync.checkpoints.walked_to, EXCLUDED.walked_to),
 			backfill = EXCLUDED.backfill, cycle_id = EXCLUDED.cycle_id, updated_at = now()`,
-		customer, resource, position.UTC(), bfJSON, nullUUID(cycleID))
+		customer, resource, position.UTC(), bfJSON, nullUUID(cycleID), walked)
 	if err != nil {
 		return fmt.Errorf("advance checkpoint %s/%s: %w", customer, resource, err)
 	}
@@ -182,7 +196,7 @@ func Decide(ctx context.Context, db interface {
 		if d.New != nil {
 			_, err = tx.Exec(ctx, `INSERT INTO vomosync.checkpoints (customer_id, resource, position, backfill, updated_at)
 				VALUES ($1, $2, $3, NULL, now())
-				ON CONFLICT (customer_id, resource) DO UPDATE SET position = EXCLUDED.position, backfill = NULL, updated_at = now()`,
+				ON CONFLICT (customer_id, resource) DO UPDATE SET position = EXCLUDED.position, walked_to = NULL, backfill = NULL, updated_at = now()`,
 				d.CustomerID, d.Resource, d.New.UTC())
 			if err != nil {
 				return fmt.Errorf("set checkpoint: %w", err)

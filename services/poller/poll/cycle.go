@@ -174,7 +174,15 @@ func (c *Cycler) run(ctx context.Context, req Request, res *Result) error {
 		cp.Position = req.From
 	}
 	res.CheckpointBefore, res.CheckpointAfter = cp.Position, cp.Position
-	from := cp.Position.Add(-eff.Overlap.D())
+	// The overlap re-reads late commits behind what the last window covered:
+	// its upper bound, or the newest version when that is later. Anchored on
+	// the newest version alone, a source gone quiet would have the overlap
+	// behind its last change walked and republished on every cycle, forever.
+	base := cp.Position
+	if cp.WalkedTo.After(base) {
+		base = cp.WalkedTo
+	}
+	from := base.Add(-eff.Overlap.D())
 	if !cp.Position.After(checkpoint.Epoch) {
 		from = checkpoint.Epoch
 		res.Origin = "backfill"
@@ -528,7 +536,7 @@ func (c *Cycler) finish(ctx context.Context, req Request, res *Result) error {
 					return err
 				}
 			}
-			if err := checkpoint.Advance(ctx, tx, res.CustomerID, res.Resource, res.CheckpointAfter, nil, res.ID); err != nil {
+			if err := checkpoint.Advance(ctx, tx, res.CustomerID, res.Resource, res.CheckpointAfter, c.walkedTo(res), nil, res.ID); err != nil {
 				return err
 			}
 		} else {
@@ -553,6 +561,21 @@ func (c *Cycler) finish(ctx context.Context, req Request, res *Result) error {
 		}
 	}
 	return nil
+}
+
+// walkedTo is what a successful cycle's window covered, for the next
+// window's start: its upper bound (the API's clock), capped by the
+// poller's own clock so that a Date header running ahead cannot move the
+// next window past records not yet written. Zero (left as it is) for
+// replays, whose window an operator chose.
+func (c *Cycler) walkedTo(res *Result) time.Time {
+	if res.Origin == "replay" || res.WindowTo.IsZero() {
+		return time.Time{}
+	}
+	if now := c.now(); now.Before(res.WindowTo) {
+		return now
+	}
+	return res.WindowTo
 }
 
 func (c *Cycler) observe(ctx context.Context, res *Result) {

@@ -39,6 +39,12 @@ type bundle struct {
 
 func setup(t *testing.T, users int) *bundle {
 	t.Helper()
+	return setupWith(t, users, sim.Options{Seed: 7})
+}
+
+// setupWith is setup with the simulator's options (a clock of the test's own).
+func setupWith(t *testing.T, users int, opts sim.Options) *bundle {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	db := pgtest.New(t)
@@ -49,7 +55,7 @@ func setup(t *testing.T, users int) *bundle {
 	require.NoError(t, messaging.EnsureStreams(ctx, js, messaging.Settings{Replicas: 1, DuplicateWindow: time.Minute, MaxAge: time.Hour, MaxBytes: -1}))
 	kv, err := messaging.EnsureCheckpointBucket(ctx, js, 1)
 	require.NoError(t, err)
-	s := sim.New(sim.Options{Seed: 7})
+	s := sim.New(opts)
 	require.NoError(t, s.AddCustomer(sim.CustomerSpec{ID: "acme", Token: "tok-acme", Users: users}))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)

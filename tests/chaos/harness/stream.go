@@ -22,8 +22,12 @@ type StoredMsg struct {
 	Event   *eventsv1.ChangeEvent // nil when the data is not a change event
 }
 
-// ReadChanges returns every message of the change stream whose subject
-// matches filter (e.g. vomosync.changes.c1.users), in stream order.
+// ReadChanges returns the messages of the change stream whose subject
+// matches filter (e.g. vomosync.changes.c1.users), in stream order, up to
+// the stream's end as the read reaches it. It does not wait for the stream
+// to go quiet: a running poller stores its overlap re-reads again once the
+// duplicate window has passed, and at the long size that never pauses for
+// a second (a read until idle then never ended).
 func ReadChanges(ctx context.Context, js jetstream.JetStream, filter string) ([]StoredMsg, error) {
 	st, err := js.Stream(ctx, messaging.StreamChanges)
 	if err != nil {
@@ -35,11 +39,14 @@ func ReadChanges(ctx context.Context, js jetstream.JetStream, filter string) ([]
 	}
 	var out []StoredMsg
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		batch, err := cons.Fetch(2000, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return nil, err
 		}
-		n := 0
+		n, end := 0, false
 		for m := range batch.Messages() {
 			n++
 			meta, err := m.Metadata()
@@ -51,11 +58,12 @@ func ReadChanges(ctx context.Context, js jetstream.JetStream, filter string) ([]
 				sm.Event = ev
 			}
 			out = append(out, sm)
+			end = end || meta.NumPending == 0
 		}
 		if err := batch.Error(); err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if n == 0 || end {
 			return out, nil
 		}
 	}
