@@ -280,15 +280,17 @@ func (r *Reconciler) Run(ctx context.Context, req Request) (*RunResult, error) {
 	}
 	err = r.run(withAlive(ctx, req.Alive), req, cust, res)
 	res.Duration = time.Since(t0)
+	cancelled := err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled))
+	cause := context.Cause(ctx)
 	switch {
-	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)):
+	case cancelled && cause != nil && !errors.Is(cause, context.Canceled):
+		// Cancelled for a reason (the stall watchdog): a failure to look
+		// at, not an interruption to resume at once.
+		res.Outcome = OutcomeFailed
+		err = fmt.Errorf("%w: %w", cause, err)
+	case cancelled:
 		res.Outcome = OutcomeInterrupted
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			// Cancelled for a reason (the stall watchdog): a failure to
-			// look at, not an interruption to resume at once.
-			res.Outcome = OutcomeFailed
-			err = fmt.Errorf("%w: %w", cause, err)
-		} else if !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, context.Canceled) {
 			// pgx closes the connection of a cancelled statement; the write
 			// that meets it says "closed network connection", not why.
 			err = fmt.Errorf("%w: %w", ctx.Err(), err)

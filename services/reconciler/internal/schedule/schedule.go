@@ -163,9 +163,11 @@ func (s *Scheduler) runOne(ctx context.Context, c Claim) {
 	log := s.Log.With().Str(logging.FCustomerID, c.CustomerID).Str(logging.FResource, c.Resource).Str("kind", c.Kind).Logger()
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var last atomic.Int64 // unix nanoseconds of the run's last sign of progress
-	last.Store(time.Now().UnixNano())
-	alive := func() { last.Store(time.Now().UnixNano()) }
+	// Progress is measured on the monotonic clock (time since start), so a
+	// wall-clock step cannot make every running run look stalled.
+	start := time.Now()
+	var last atomic.Int64 // time.Since(start) at the run's last sign of progress
+	alive := func() { last.Store(int64(time.Since(start))) }
 	every := s.Lease / 3
 	if s.StallTimeout > 0 {
 		every = min(every, s.StallTimeout/4)
@@ -180,7 +182,7 @@ func (s *Scheduler) runOne(ctx context.Context, c Claim) {
 			case <-cctx.Done():
 				return
 			case <-t.C:
-				if idle := time.Since(time.Unix(0, last.Load())); s.StallTimeout > 0 && idle > s.StallTimeout {
+				if idle := time.Since(start) - time.Duration(last.Load()); s.StallTimeout > 0 && idle > s.StallTimeout {
 					log.Error().Dur("idle", idle).Dur("stall_timeout", s.StallTimeout).Msg("run stalled; cancelling it")
 					cancel(fmt.Errorf("%w: no progress for %s (RECONCILER_STALL_TIMEOUT %s)", ErrStalled, idle.Round(time.Second), s.StallTimeout))
 					return
